@@ -1,0 +1,49 @@
+# coreselect: the README's two commands are `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PY     := $(BIN)/python
+PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
+# The CPU build of PyTorch (on disk on our machines); an unpinned torch pulls a CUDA build.
+TORCH  ?= torch==2.13.0
+
+.PHONY: venv install install-dev demo test test-all bench lint docs clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) --upgrade pip setuptools wheel >/dev/null 2>&1 || true
+
+venv: $(PY)
+
+install: $(PY)
+	$(PIP) -e .
+
+install-dev: $(PY)
+	$(PIP) "$(TORCH)"
+	$(PIP) -e ".[dev,plot,parquet,torch]"
+
+data:
+	@if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null 2>&1 \
+	    && [ "$$(id -u)" = 0 ]; then \
+	    (apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || \
+	     (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1)) \
+	    || echo "could not install dataset-fashion-mnist; the demo will use scikit-learn's digits"; \
+	fi
+
+demo: install data
+	$(PY) experiments/demo.py
+
+test: install-dev
+	$(PY) -m pytest -q
+
+test-all: install-dev
+	$(PY) -m pytest -q -m ""
+
+bench: install-dev
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) benchmarks/run_all.py
+
+lint: install-dev
+	$(BIN)/ruff check src tests benchmarks experiments
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

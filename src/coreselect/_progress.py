@@ -1,0 +1,66 @@
+"""A small progress bar on stderr (opt-in; no dependency)."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+__all__ = ["Progress"]
+
+
+class Progress:
+    """Progress of ``total`` units of work, drawn on stderr at most every ``interval`` seconds.
+
+    Disabled bars cost one comparison per update. Used as ``bar.update(m)`` then
+    ``bar.close()``, or as a context manager.
+    """
+
+    def __init__(self, total: int, desc: str, *, enabled: bool = True, interval: float = 0.25,
+                 stream=None, unit: str = "rows"):
+        self.total = max(0, int(total))
+        self.desc = desc
+        self.enabled = bool(enabled)
+        self.interval = interval
+        self.stream = stream if stream is not None else sys.stderr
+        self.unit = unit
+        self.done = 0
+        self._start = time.perf_counter()
+        self._last = 0.0
+        self._closed = False
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def update(self, amount: int = 1) -> None:
+        self.done += int(amount)
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        if now - self._last >= self.interval or self.done >= self.total:
+            self._last = now
+            self._draw(now)
+
+    def _draw(self, now: float) -> None:
+        elapsed = now - self._start
+        frac = self.done / self.total if self.total else 1.0
+        width = 24
+        filled = int(round(width * min(1.0, frac)))
+        eta = elapsed * (1 - frac) / frac if frac > 0 else float("nan")
+        eta_s = f" eta {eta:5.1f}s" if frac < 1 and eta == eta else ""
+        self.stream.write(
+            f"\r{self.desc}: [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
+            f"{self.unit} {elapsed:5.1f}s{eta_s}  "
+        )
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self.enabled:
+            self._draw(time.perf_counter())
+            self.stream.write("\n")
+            self.stream.flush()

@@ -1,0 +1,261 @@
+"""Every input check of coreselect and its message, in one place.
+
+Checks raise ``ValueError`` or ``TypeError`` (never ``assert``) and name the argument,
+what was expected and what came, in the manner of scikit-learn's ``check_array``.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "check_random_state",
+    "check_embeddings",
+    "check_n_clusters",
+    "check_size",
+    "check_z",
+    "check_lam",
+    "check_losses",
+    "check_indices",
+    "check_positive_int",
+    "iter_chunks",
+]
+
+# Rows per block when scanning an array that may be memory-mapped (about 32 MB at d=128 float64).
+_SCAN_ROWS = 32768
+
+
+def check_random_state(seed: Any) -> np.random.Generator:
+    """Turn ``seed`` (None, an int or a Generator) into a ``numpy.random.Generator``.
+
+    A Generator is returned as is (not copied), so that a caller can pass its own stream down.
+    """
+    if seed is None:
+        return np.random.default_rng()
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if isinstance(seed, (bool, np.bool_)):
+        raise TypeError(f"seed must be None, an int or a numpy.random.Generator; got {seed!r}.")
+    if isinstance(seed, numbers.Integral):
+        if int(seed) < 0:
+            raise ValueError(f"seed must be a non-negative int; got {seed}.")
+        return np.random.default_rng(int(seed))
+    if isinstance(seed, np.random.SeedSequence):
+        return np.random.default_rng(seed)
+    raise TypeError(
+        "seed must be None, an int or a numpy.random.Generator; "
+        f"got {type(seed).__name__} {seed!r}."
+    )
+
+
+def iter_chunks(n: int, chunk: int):
+    """Yield ``(start, stop)`` pairs covering ``range(n)`` in blocks of ``chunk`` rows."""
+    chunk = max(1, int(chunk))
+    for start in range(0, n, chunk):
+        yield start, min(n, start + chunk)
+
+
+def _to_array(X: Any, name: str) -> np.ndarray:
+    """Convert array-likes (lists, DataFrames, memmaps) without copying when possible."""
+    if isinstance(X, np.ndarray):  # includes np.memmap
+        return X
+    if hasattr(X, "__dask_graph__"):
+        raise TypeError(
+            f"{name} is a Dask array; this function needs an in-memory or memory-mapped array. "
+            "Use the Dask backend (install coreselect[dask]) or call .compute() first."
+        )
+    to_numpy = getattr(X, "to_numpy", None)
+    if callable(to_numpy):  # pandas / polars DataFrame: no copy when the columns share one dtype
+        try:
+            return np.asarray(to_numpy())
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{name} could not be converted to a numeric array: {exc}") from exc
+    if np.isscalar(X) or X is None:
+        raise ValueError(f"{name} must be a 2-D array of shape (n_samples, n_features); got {X!r}.")
+    try:
+        return np.asarray(X)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} could not be converted to a numeric array: {exc}") from exc
+
+
+def check_embeddings(X: Any, *, name: str = "X", check_finite: bool = True) -> np.ndarray:
+    """Validate an (n, d) embedding matrix and return a floating array.
+
+    float32 and float64 arrays (memory-mapped ones included) are returned without a copy;
+    bool, integer and float16 arrays are cast (float16 to float32, the others to float64).
+    The finiteness scan goes through the rows in blocks, so a memory-mapped array is never
+    loaded whole. Errors name the first row holding NaN or inf.
+    """
+    arr = _to_array(X, name)
+    if arr.dtype == object or arr.dtype.kind not in "biuf":
+        raise TypeError(
+            f"{name} must hold numbers (bool, int or float); got dtype {arr.dtype}."
+        )
+    if arr.ndim != 2:
+        hint = " Reshape a single feature with X.reshape(-1, 1)." if arr.ndim == 1 else ""
+        raise ValueError(
+            f"{name} must be a 2-D array of shape (n_samples, n_features); got {arr.ndim}-D "
+            f"array of shape {arr.shape}.{hint}"
+        )
+    n, d = arr.shape
+    if n == 0:
+        raise ValueError(f"{name} has 0 rows (shape {arr.shape}); at least 1 is required.")
+    if d == 0:
+        raise ValueError(f"{name} has 0 columns (shape {arr.shape}); at least 1 is required.")
+    if arr.dtype.kind in "biu":
+        arr = arr.astype(np.float64)
+    elif arr.dtype == np.float16:
+        arr = arr.astype(np.float32)
+    elif arr.dtype not in (np.float32, np.float64):  # longdouble
+        arr = arr.astype(np.float64)
+    if check_finite and arr.dtype.kind == "f":
+        for start, stop in iter_chunks(n, _SCAN_ROWS):
+            block = arr[start:stop]
+            finite = np.isfinite(block)
+            if not finite.all():
+                row, col = np.argwhere(~finite)[0]
+                what = "NaN" if np.isnan(block[row, col]) else "inf"
+                raise ValueError(
+                    f"{name} contains {what} at row {start + int(row)}, column {int(col)}; "
+                    "remove or impute non-finite values first."
+                )
+    return arr
+
+
+def check_positive_int(value: Any, name: str, *, minimum: int = 1, maximum: int | None = None,
+                       maximum_name: str | None = None) -> int:
+    """Check that ``value`` is an int in ``[minimum, maximum]`` and return it as ``int``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        if isinstance(value, numbers.Real) and float(value).is_integer():
+            value = int(value)
+        else:
+            rng = f"[{minimum}, {maximum_name or maximum}]" if maximum is not None else f">= {minimum}"
+            raise TypeError(f"{name} must be an int {rng}; got {type(value).__name__} {value!r}.")
+    value = int(value)
+    if value < minimum or (maximum is not None and value > maximum):
+        rng = (
+            f"in [{minimum}, {maximum_name + '=' if maximum_name else ''}{maximum}]"
+            if maximum is not None
+            else f">= {minimum}"
+        )
+        raise ValueError(f"{name} must be an int {rng}; got {value}.")
+    return value
+
+
+def check_n_clusters(n_clusters: Any, n: int) -> int:
+    """``n_clusters`` must be an int in ``[1, n]``."""
+    return check_positive_int(n_clusters, "n_clusters", minimum=1, maximum=n, maximum_name="n")
+
+
+def check_size(size: Any, n: int, *, replace: bool) -> int:
+    """``size`` must be an int >= 1, and at most ``n`` when drawing without replacement."""
+    if replace:
+        return check_positive_int(size, "size", minimum=1)
+    if not isinstance(size, (bool, np.bool_)) and isinstance(size, numbers.Integral) and size > n:
+        raise ValueError(
+            f"size must be at most n={n} when replace=False; got {int(size)}. "
+            "Use replace=True to draw with replacement."
+        )
+    return check_positive_int(size, "size", minimum=1, maximum=n, maximum_name="n")
+
+
+def check_z(z: Any) -> float:
+    """``z`` (the power of the distance) must be a real number >= 1."""
+    if isinstance(z, (bool, np.bool_)) or not isinstance(z, numbers.Real):
+        raise TypeError(f"z must be a real number >= 1; got {type(z).__name__} {z!r}.")
+    z = float(z)
+    if not np.isfinite(z) or z < 1:
+        raise ValueError(f"z must be a finite real number >= 1; got {z}.")
+    return z
+
+
+def check_lam(lam: Any, *, allowed: tuple[str, ...] = ("auto",)) -> float | str:
+    """``lam`` must be a finite float >= 0 or one of the strings in ``allowed``."""
+    if isinstance(lam, str):
+        if lam in allowed:
+            return lam
+        raise ValueError(f"lam must be a float >= 0 or one of {list(allowed)}; got {lam!r}.")
+    if isinstance(lam, (bool, np.bool_)) or not isinstance(lam, numbers.Real):
+        raise TypeError(
+            f"lam must be a float >= 0 or one of {list(allowed)}; got {type(lam).__name__} {lam!r}."
+        )
+    lam = float(lam)
+    if np.isnan(lam) or lam < 0 or np.isinf(lam):
+        raise ValueError(f"lam must be a finite float >= 0; got {lam}.")
+    return lam
+
+
+def check_indices(indices: Any, n: int, *, name: str = "indices") -> np.ndarray:
+    """Validate an index array: 1-D integers in ``[0, n)``; returned as int64."""
+    arr = np.asarray(indices)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D; got shape {arr.shape}.")
+    if arr.size and arr.dtype.kind not in "iu":
+        if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+            arr = arr.astype(np.int64)
+        else:
+            raise TypeError(f"{name} must hold integers; got dtype {arr.dtype}.")
+    arr = arr.astype(np.int64, copy=False)
+    if arr.size:
+        bad = np.flatnonzero((arr < 0) | (arr >= n))
+        if bad.size:
+            raise ValueError(
+                f"{name} must lie in [0, {n}); got {int(arr[bad[0]])} at position {int(bad[0])}."
+            )
+    return arr
+
+
+def check_losses(losses: Any, indices: np.ndarray, *, name: str = "losses",
+                 source: str = "") -> np.ndarray:
+    """Validate loss values for ``indices``: one finite number >= 0 per index.
+
+    Errors name the first bad index (the data index, not the position), so that a user can
+    find the faulty answer. ``source`` (e.g. "the oracle") is used in the message.
+    """
+    who = f"{source} returned " if source else ""
+    try:
+        arr = np.asarray(losses)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name}: {who}values that are not numbers: {exc}") from exc
+    if arr.ndim == 2 and 1 in arr.shape:
+        arr = arr.reshape(-1)
+    if arr.ndim != 1:
+        raise ValueError(
+            f"{name}: {who}an array of shape {arr.shape}; expected shape ({len(indices)},), "
+            "one loss per index."
+        )
+    if arr.shape[0] != len(indices):
+        raise ValueError(
+            f"{name}: {who}{arr.shape[0]} values for {len(indices)} indices; expected one loss "
+            "per index."
+        )
+    if arr.dtype == object or arr.dtype.kind not in "biuf":
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError):
+            for pos, value in enumerate(arr):
+                try:
+                    float(value)
+                except (TypeError, ValueError):
+                    raise TypeError(
+                        f"{name}: {who}a non-numeric value {value!r} for index "
+                        f"{int(indices[pos])}."
+                    ) from None
+            raise
+    arr = arr.astype(np.float64)
+    bad = np.flatnonzero(~np.isfinite(arr))
+    if bad.size:
+        raise ValueError(
+            f"{name}: {who}{arr[bad[0]]} for index {int(indices[bad[0]])}; losses must be finite "
+            f"({bad.size} non-finite in all)."
+        )
+    bad = np.flatnonzero(arr < 0)
+    if bad.size:
+        raise ValueError(
+            f"{name}: {who}{arr[bad[0]]} for index {int(indices[bad[0]])}; losses must be >= 0 "
+            f"({bad.size} negative in all)."
+        )
+    return arr

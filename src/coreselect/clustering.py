@@ -1,0 +1,311 @@
+"""(k, z)-clustering for any z >= 1: D^z seeding, power-mean steps, snapping to data points.
+
+z = 2 is k-means (Lloyd steps), z = 1 is k-median (Weiszfeld steps); any other z >= 1 uses
+the same iteratively re-weighted step, ``c <- sum_i w_i x_i / sum_i w_i`` with
+``w_i = ||x_i - c||^(z-2)``, which for z in [1, 2] never increases a cluster's cost.
+
+For speed the centers are fitted on a random sample of the rows (``fit_sample_size``), which
+is enough to place k centers well; each center is then snapped to its nearest row of that
+sample (the oracle can only be asked about real points, paper section 5.2), and one exact,
+chunked pass assigns every row to its nearest snapped center.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import sparse
+
+from ._progress import Progress
+from ._validation import check_embeddings, check_n_clusters, check_random_state, check_z
+from .assign import assign, pairwise_sq_dists, power_of_distance
+
+__all__ = ["Clustering", "kz_clustering", "dz_seeding"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, eq=False)
+class Clustering:
+    """The result of :func:`kz_clustering`.
+
+    Attributes
+    ----------
+    center_indices : ndarray of int64, shape (k,)
+        Pool rows used as centers (distinct).
+    labels : ndarray of int64, shape (n,)
+        For each row, the position in ``center_indices`` of its nearest center.
+    distances : ndarray of float64, shape (n,)
+        ``v(e) = ||e - A(e)||^z``.
+    cost : float
+        ``Phi = sum(distances)``.
+    cluster_sizes : ndarray of int64, shape (k,)
+        Rows per center.
+    fitted_centers : ndarray of float64, shape (k0, d)
+        The centers before snapping (k0 >= k; k < k0 only when rows coincide).
+    z : float
+        The power of the distance.
+    fit_sample_size : int
+        Rows the centers were fitted on.
+    n_iter : int
+        Improvement steps run.
+    """
+
+    center_indices: np.ndarray
+    labels: np.ndarray
+    distances: np.ndarray
+    cost: float
+    cluster_sizes: np.ndarray
+    fitted_centers: np.ndarray
+    z: float
+    fit_sample_size: int
+    n_iter: int
+
+    @property
+    def n_clusters(self) -> int:
+        return int(self.center_indices.shape[0])
+
+
+def _default_fit_size(n: int, k: int) -> int:
+    return int(min(n, max(20_000, 40 * k)))
+
+
+def _default_seed_size(m: int, k: int) -> int:
+    return int(min(m, max(4_000, 8 * k)))
+
+
+def dz_seeding(X: np.ndarray, n_clusters: int, *, z: float = 2.0, seed=None,
+               n_candidates: int | None = None, progress: bool = False) -> np.ndarray:
+    """Greedy D^z seeding (k-means++ generalised to any z): returns the chosen row numbers.
+
+    The first row is uniform; each next one is the best (lowest resulting cost) of
+    ``n_candidates`` rows drawn with probability proportional to their current distance^z
+    to the chosen ones (``2 + log k`` candidates by default, as scikit-learn does).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[0.0], [0.1], [10.0], [10.1]])
+    >>> sorted(np.asarray(X[dz_seeding(X, 2, seed=0)]).ravel().round().tolist())
+    [0.0, 10.0]
+    """
+    rng = check_random_state(seed)
+    X = np.asarray(X)
+    m = X.shape[0]
+    k = int(n_clusters)
+    L = int(n_candidates) if n_candidates else 2 + int(np.log(max(k, 2)))
+    x32 = np.ascontiguousarray(X, dtype=np.float32)
+    scale = float(np.max(np.abs(x32))) or 1.0
+    if not np.isfinite(scale) or scale > 2.0**40 or scale < 2.0**-40:
+        x32 = np.ascontiguousarray(np.asarray(X, dtype=np.float64) / scale, dtype=np.float32)
+    xnorm = np.einsum("ij,ij->i", x32, x32)
+    chosen = np.empty(k, dtype=np.int64)
+    taken = np.zeros(m, dtype=bool)
+    first = int(rng.integers(m))
+    chosen[0] = first
+    taken[first] = True
+
+    def dz(rows: np.ndarray) -> np.ndarray:
+        c = x32[rows]
+        sq = pairwise_sq_dists(x32, np.ascontiguousarray(c.T), xnorm[rows]).astype(np.float64)
+        sq[rows, np.arange(rows.shape[0])] = 0.0  # exact zero for the row itself
+        return power_of_distance(sq, z)
+
+    mind = dz(np.array([first]))[:, 0]
+    bar = Progress(k, "seeding", enabled=progress, unit="centers")
+    bar.update(1)
+    for t in range(1, k):
+        total = mind.sum()
+        if not total > 0:
+            # every remaining row coincides with a chosen one: take any rows not yet chosen
+            rest = np.flatnonzero(~taken)
+            pick = rng.choice(rest, size=k - t, replace=False)
+            chosen[t:] = pick
+            bar.update(k - t)
+            break
+        cdf = np.cumsum(mind)
+        cand = np.searchsorted(cdf, rng.random(L) * cdf[-1], side="right")
+        cand = np.unique(np.minimum(cand, m - 1))
+        dcand = dz(cand)
+        np.minimum(dcand, mind[:, None], out=dcand)
+        best = int(np.argmin(dcand.sum(axis=0)))
+        chosen[t] = cand[best]
+        taken[cand[best]] = True
+        mind = dcand[:, best].copy()
+        bar.update(1)
+    bar.close()
+    return chosen
+
+
+def _update_centers(xs: np.ndarray, labels: np.ndarray, dist: np.ndarray, k: int, z: float,
+                    centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One weighted power-mean step; returns the new centers and the empty-cluster mask."""
+    m = xs.shape[0]
+    if z == 2.0:
+        w = np.ones(m)
+    else:
+        r = dist ** (1.0 / z)  # Euclidean distance
+        floor = max(1e-12, 1e-9 * float(r.mean()))
+        w = np.maximum(r, floor) ** (z - 2.0)
+    agg = sparse.csr_matrix((w, (labels, np.arange(m))), shape=(k, m))
+    sums = np.asarray(agg @ xs)
+    wsum = np.bincount(labels, weights=w, minlength=k)
+    empty = wsum <= 0
+    new = centers.copy()
+    ok = ~empty
+    new[ok] = sums[ok] / wsum[ok, None]
+    return new, empty
+
+
+def _snap(centers: np.ndarray, xs: np.ndarray, chunk_size: int | None) -> np.ndarray:
+    """Distinct rows of ``xs`` nearest to each center (greedy on collisions, closest first)."""
+    k = centers.shape[0]
+    pos, d = assign(centers, xs, z=2.0, chunk_size=chunk_size)
+    order = np.argsort(d, kind="stable")
+    seen: set[int] = set()
+    out = np.empty(k, dtype=np.int64)
+    collide = []
+    for j in order:
+        p = int(pos[j])
+        if p in seen:
+            collide.append(j)
+        else:
+            seen.add(p)
+            out[j] = p
+    if collide:
+        used = np.zeros(xs.shape[0], dtype=bool)
+        used[list(seen)] = True
+        for j in collide:
+            if used.all():
+                out[j] = -1
+                continue
+            diff = xs - centers[j]
+            dd = np.einsum("ij,ij->i", diff, diff)
+            dd[used] = np.inf
+            p = int(np.argmin(dd))
+            used[p] = True
+            out[j] = p
+    return out
+
+
+def kz_clustering(X, n_clusters: int, *, z: float = 2.0, seed=None,
+                  fit_sample_size: int | str = "auto", max_iter: int = 20, tol: float = 1e-4,
+                  chunk_size: int | None = None, progress: bool = False,
+                  backend=None) -> Clustering:
+    """Fit a (k, z)-clustering, snap its centers to data rows, assign every row.
+
+    Parameters
+    ----------
+    X : array-like of shape (n, d)
+        The embeddings (memory-mapped arrays are read in chunks).
+    n_clusters : int
+        k, in [1, n].
+    z : float, default=2.0
+        Power of the distance: 2 for k-means, 1 for k-median, any real >= 1.
+    seed : None, int or numpy.random.Generator
+        Randomness of the row sample and the seeding.
+    fit_sample_size : int or "auto", default="auto"
+        Rows the centers are fitted on; "auto" is ``min(n, max(20000, 40 k))``.
+    max_iter : int, default=20
+        Improvement steps at most (each one pass over the fitting sample).
+    tol : float, default=1e-4
+        Stop when the sample cost improves by less than this fraction.
+    chunk_size : int, optional
+        Rows per chunk of the assignment pass; does not change the result.
+    progress : bool, default=False
+        Progress bars on stderr.
+    backend : str or object, optional
+        Assignment backend (see :mod:`coreselect.backends`); numpy by default.
+
+    Returns
+    -------
+    Clustering
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[0.0, 0.0], [0.0, 1.0], [9.0, 9.0], [9.0, 10.0]])
+    >>> cl = kz_clustering(X, 2, seed=0)
+    >>> sorted(cl.cluster_sizes.tolist()), cl.cost
+    ([2, 2], 2.0)
+    """
+    X = check_embeddings(X)
+    n, d = X.shape
+    k = check_n_clusters(n_clusters, n)
+    z = check_z(z)
+    rng = check_random_state(seed)
+    if fit_sample_size == "auto":
+        m = _default_fit_size(n, k)
+    else:
+        from ._validation import check_positive_int
+
+        m = min(n, check_positive_int(fit_sample_size, "fit_sample_size", minimum=k))
+    if m >= n:
+        rows = np.arange(n)
+    else:
+        rows = np.sort(rng.choice(n, size=m, replace=False))
+    xs = np.asarray(X[rows], dtype=np.float64)
+    assign_fn = _resolve_assign(backend)
+
+    ms = _default_seed_size(m, k)
+    seed_rows = np.arange(m) if ms >= m else np.sort(rng.choice(m, size=ms, replace=False))
+    init = dz_seeding(xs[seed_rows], k, z=z, seed=rng, progress=progress)
+    centers = xs[seed_rows[init]].copy()
+
+    best_cost, best_centers, n_iter = np.inf, centers, 0
+    prev = np.inf
+    bar = Progress(max_iter, "fitting", enabled=progress, unit="steps")
+    for n_iter in range(1, max_iter + 1):
+        labels, dist = assign_fn(xs, centers, z=z, chunk_size=chunk_size)
+        cost = float(dist.sum())
+        if cost < best_cost:
+            best_cost, best_centers = cost, centers
+        bar.update(1)
+        if cost == 0 or (prev - cost) <= tol * cost:
+            break
+        prev = cost
+        centers, empty = _update_centers(xs, labels, dist, k, z, centers)
+        if empty.any():
+            # re-seed empty clusters at the rows farthest from their centers
+            far = np.argsort(dist)[::-1][: int(empty.sum())]
+            centers[np.flatnonzero(empty)] = xs[far]
+    bar.close()
+
+    snapped = _snap(best_centers, xs, chunk_size)
+    snapped = snapped[snapped >= 0]
+    center_rows = np.unique(rows[snapped])  # sorted, distinct pool rows
+    if center_rows.shape[0] < k:
+        warnings.warn(
+            f"only {center_rows.shape[0]} distinct centers could be placed for n_clusters={k} "
+            "(the data has fewer distinct rows); querying those.",
+            stacklevel=2,
+        )
+    ccoords = np.asarray(X[center_rows], dtype=np.float64)
+    labels, dist = assign_fn(X, ccoords, z=z, chunk_size=chunk_size, progress=progress)
+    dist[center_rows] = 0.0  # a center's own distance is exactly 0 (ties between equal rows)
+    labels[center_rows] = np.arange(center_rows.shape[0])
+    sizes = np.bincount(labels, minlength=center_rows.shape[0]).astype(np.int64)
+    logger.debug("kz_clustering: n=%d k=%d m=%d iters=%d cost=%.6g", n, k, m, n_iter,
+                 float(dist.sum()))
+    return Clustering(
+        center_indices=center_rows,
+        labels=labels,
+        distances=dist,
+        cost=float(dist.sum()),
+        cluster_sizes=sizes,
+        fitted_centers=best_centers,
+        z=z,
+        fit_sample_size=int(m),
+        n_iter=int(n_iter),
+    )
+
+
+def _resolve_assign(backend):
+    if backend is None or backend == "numpy":
+        return assign
+    from .backends import get_backend
+
+    return get_backend(backend).assign

@@ -1,0 +1,207 @@
+"""Asking a loss oracle: in batches, with every answer checked, cached and never lost.
+
+An oracle is any callable ``oracle(indices) -> losses`` taking an int64 array of pool rows and
+returning one finite loss >= 0 per row (a list, an array, a tensor...). ``losses.__getitem__``
+of a precomputed array is an oracle too.
+
+:class:`LossCache` keeps the answers in an append-only CSV file (``index,loss``), flushed and
+synced after every batch, so that a run that is killed and started again asks the oracle only
+for what is still missing. When the oracle raises, :class:`OracleError` carries the answers
+already received.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping
+
+import numpy as np
+
+from ._progress import Progress
+from ._validation import check_losses, check_positive_int
+
+__all__ = ["OracleError", "LossCache", "ask_oracle"]
+
+logger = logging.getLogger(__name__)
+
+
+class OracleError(RuntimeError):
+    """The oracle raised (or answered badly) part way through.
+
+    Attributes
+    ----------
+    answered : dict[int, float]
+        Every answer received before the failure (also in the cache, if one was given).
+    missing : ndarray of int64
+        The indices still without an answer.
+    state : object or None
+        Work done before the oracle was called (e.g. the fitted ``SensitivitySampler``), so
+        that it need not be recomputed.
+    """
+
+    def __init__(self, message: str, answered: dict[int, float], missing: np.ndarray,
+                 state=None):
+        super().__init__(message)
+        self.answered = answered
+        self.missing = missing
+        self.state = state
+
+
+class LossCache(Mapping):
+    """Oracle answers persisted to an append-only CSV file ``index,loss``.
+
+    Opening an existing file reads its answers (a partly written last line, left by a killed
+    run, is ignored and rewritten). :meth:`add` appends a batch, then flushes and fsyncs.
+    With ``path=None`` the cache lives in memory only.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "cache.csv")
+    >>> LossCache(path).add([3, 7], [0.5, 1.25])
+    >>> dict(LossCache(path))
+    {3: 0.5, 7: 1.25}
+    """
+
+    def __init__(self, path: str | os.PathLike | None = None):
+        self.path = None if path is None else os.fspath(path)
+        self._data: dict[int, float] = {}
+        if self.path is not None and os.path.exists(self.path):
+            self._read()
+
+    def _read(self) -> None:
+        with open(self.path, "rb") as fh:
+            raw = fh.read()
+        text = raw.decode("utf-8")
+        lines = text.split("\n")
+        complete = lines[:-1] if not text.endswith("\n") else lines
+        if not text.endswith("\n") and lines[-1]:
+            logger.warning("%s: ignoring a partly written last line %r", self.path, lines[-1])
+            # cut the partial line so that appends start on a fresh line
+            with open(self.path, "r+b") as fh:
+                fh.truncate(len(raw) - len(lines[-1].encode("utf-8")))
+        for lineno, line in enumerate(complete, start=1):
+            line = line.strip()
+            if not line or line.startswith("#") or line == "index,loss":
+                continue
+            parts = line.split(",")
+            try:
+                idx, val = int(parts[0]), float(parts[1])
+            except (ValueError, IndexError):
+                raise ValueError(
+                    f"{self.path}, line {lineno}: expected 'index,loss'; got {line!r}."
+                ) from None
+            if not np.isfinite(val) or val < 0:
+                raise ValueError(
+                    f"{self.path}, line {lineno}: loss {val} for index {idx} is not a finite "
+                    "number >= 0."
+                )
+            self._data[idx] = val
+
+    def add(self, indices, losses) -> None:
+        """Record answers; on disk they are appended, flushed and synced before returning."""
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        losses = np.asarray(losses, dtype=np.float64).reshape(-1)
+        if self.path is not None:
+            new = not os.path.exists(self.path) or os.path.getsize(self.path) == 0
+            with open(self.path, "a", encoding="utf-8") as fh:
+                if new:
+                    fh.write("index,loss\n")
+                fh.write("".join(f"{int(i)},{float(v)!r}\n" for i, v in zip(indices, losses)))
+                fh.flush()
+                os.fsync(fh.fileno())
+        for i, v in zip(indices.tolist(), losses.tolist()):
+            self._data[i] = v
+
+    def __getitem__(self, key: int) -> float:
+        return self._data[int(key)]
+
+    def __iter__(self):
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __contains__(self, key) -> bool:
+        return int(key) in self._data
+
+    def __repr__(self) -> str:
+        return f"LossCache(path={self.path!r}, answers={len(self)})"
+
+
+def ask_oracle(oracle: Callable, indices, *, batch_size: int | None = 1024,
+               cache: LossCache | str | os.PathLike | None = None, progress: bool = False,
+               state=None) -> np.ndarray:
+    """Ask ``oracle`` for the loss of every row in ``indices``; return them in that order.
+
+    Rows already in ``cache`` are not asked again; new answers are checked (length, numeric,
+    finite, >= 0; the message names the bad index) and recorded batch by batch. If the
+    oracle raises, :class:`OracleError` is raised with the answers received so far.
+
+    Parameters
+    ----------
+    oracle : callable
+        ``oracle(indices: ndarray[int64]) -> losses``.
+    indices : array-like of int
+        Rows to ask about (asked once each, even if repeated).
+    batch_size : int or None, default=1024
+        Rows per oracle call; None asks for all at once.
+    cache : LossCache, path or None
+        Where answers are kept across runs.
+    progress : bool, default=False
+        A progress bar on stderr.
+    state : object, optional
+        Attached to an :class:`OracleError` (work the caller wants to keep).
+
+    Returns
+    -------
+    ndarray of float64
+        One loss per entry of ``indices``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> losses = np.array([0.1, 0.2, 0.3, 0.4])
+    >>> ask_oracle(losses.__getitem__, [3, 1], batch_size=1).tolist()
+    [0.4, 0.2]
+    """
+    if not callable(oracle):
+        raise TypeError(f"oracle must be callable (indices -> losses); got {type(oracle).__name__}.")
+    indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+    if batch_size is not None:
+        batch_size = check_positive_int(batch_size, "batch_size")
+    if not isinstance(cache, LossCache):
+        cache = LossCache(cache)
+    uniq = np.unique(indices)
+    todo = np.array([i for i in uniq.tolist() if i not in cache], dtype=np.int64)
+    if len(uniq) - len(todo):
+        logger.info("oracle: %d of %d answers taken from the cache", len(uniq) - len(todo),
+                    len(uniq))
+    step = len(todo) if not batch_size else batch_size
+    bar = Progress(len(todo), "oracle", enabled=progress, unit="queries")
+    answered: dict[int, float] = {}
+    for start in range(0, len(todo), max(1, step)):
+        batch = todo[start:start + step]
+        try:
+            raw = oracle(batch.copy())
+            if hasattr(raw, "detach"):  # torch tensors
+                raw = raw.detach().cpu().numpy()
+            got = check_losses(raw, batch, name="oracle", source="the oracle")
+        except Exception as exc:
+            missing = np.setdiff1d(todo, np.fromiter(answered, dtype=np.int64, count=len(answered)))
+            bar.close()
+            raise OracleError(
+                f"the oracle failed on a batch of {len(batch)} indices starting at index "
+                f"{int(batch[0])} ({type(exc).__name__}: {exc}); {len(answered)} new answers "
+                f"were kept{' in ' + cache.path if cache.path else ''}, {len(missing)} are "
+                "still missing.",
+                answered={**{int(i): cache[i] for i in uniq if i in cache}},
+                missing=missing,
+                state=state,
+            ) from exc
+        cache.add(batch, got)
+        answered.update(zip(batch.tolist(), got.tolist()))
+        bar.update(len(batch))
+    bar.close()
+    return np.array([cache[i] for i in indices.tolist()], dtype=np.float64)

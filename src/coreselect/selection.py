@@ -1,0 +1,335 @@
+"""Results: :class:`Selection` (a weighted sample with its provenance) and :class:`Estimate`."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from ._validation import check_losses
+
+__all__ = ["Selection", "Estimate"]
+
+_ARRAY_FIELDS = (
+    "indices",
+    "weights",
+    "probabilities",
+    "centers",
+    "query_indices",
+    "query_losses",
+    "cluster_sizes",
+)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """An estimate with its standard error and a confidence interval.
+
+    Attributes
+    ----------
+    value : float
+        The point estimate.
+    stderr : float
+        Its estimated standard error.
+    ci_low, ci_high : float
+        The bounds of the confidence interval (95% unless asked otherwise).
+    confidence : float
+        The level of the interval.
+
+    Examples
+    --------
+    >>> e = Estimate(10.0, 1.0, 8.04, 11.96)
+    >>> e.ci_low < e.value < e.ci_high
+    True
+    """
+
+    value: float
+    stderr: float
+    ci_low: float
+    ci_high: float
+    confidence: float = 0.95
+
+    def __str__(self) -> str:
+        pct = round(100 * self.confidence)
+        return (
+            f"{self.value:.6g} +/- {self.stderr:.3g} "
+            f"({pct}% CI [{self.ci_low:.6g}, {self.ci_high:.6g}])"
+        )
+
+    def scaled(self, factor: float) -> Estimate:
+        """The same estimate multiplied by ``factor`` (e.g. ``1/n`` for a mean)."""
+        lo, hi = sorted((self.ci_low * factor, self.ci_high * factor))
+        return Estimate(self.value * factor, self.stderr * abs(factor), lo, hi, self.confidence)
+
+
+def _frozen(arr: Any, dtype) -> np.ndarray:
+    out = np.array(arr, dtype=dtype, copy=True).reshape(-1)
+    out.flags.writeable = False
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class Selection:
+    """A weighted sample of a pool, with where it came from.
+
+    Every strategy of coreselect returns a ``Selection``, so that experiments compare like
+    with like. ``sum(weights * loss[indices])`` is an unbiased estimate of the pool's total
+    loss.
+
+    Attributes
+    ----------
+    indices : ndarray of int64, shape (s,)
+        The selected rows of the pool. With ``replace=True`` a row can appear more than once
+        (once per draw); :meth:`unique` merges repeats.
+    weights : ndarray of float64, shape (s,)
+        ``1 / (s p)`` for i.i.d. draws, ``1 / pi`` (Horvitz-Thompson) without replacement.
+    probabilities : ndarray of float64, shape (s,)
+        The per-draw probability ``p`` of each selected row (``replace=True``) or its
+        inclusion probability ``pi`` (``replace=False``).
+    centers : ndarray of int64, shape (s,)
+        For each selected row, the pool index of its cluster center ``A(e)`` (-1 when the
+        strategy has no centers).
+    query_indices, query_losses : ndarray, shape (k,)
+        The rows the oracle was asked about, and its answers.
+    cluster_sizes : ndarray of int64, shape (k,)
+        How many pool rows each queried center stands for.
+    n : int
+        The pool size.
+    replace : bool
+        Whether the rows were drawn i.i.d. (with replacement).
+    method : str
+        The strategy that made the selection.
+    params : dict
+        The parameters used (``lam``, ``z``, the clustering cost, ...), JSON-serialisable.
+    diagnostics : dict
+        Figures that tell whether to trust the sample (see the docs); may be empty.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> sel = Selection(indices=[3, 1], weights=[2.0, 2.0], probabilities=[0.25, 0.25], n=4)
+    >>> sel.estimate_total(np.array([1.0, 3.0])).value
+    8.0
+    """
+
+    indices: np.ndarray
+    weights: np.ndarray
+    probabilities: np.ndarray
+    n: int
+    centers: np.ndarray | None = None
+    query_indices: np.ndarray | None = None
+    query_losses: np.ndarray | None = None
+    cluster_sizes: np.ndarray | None = None
+    replace: bool = False
+    method: str = "unknown"
+    params: dict = field(default_factory=dict)
+    diagnostics: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        idx = _frozen(self.indices, np.int64)
+        s = idx.shape[0]
+        set_ = object.__setattr__
+        set_(self, "indices", idx)
+        set_(self, "weights", _frozen(self.weights, np.float64))
+        set_(self, "probabilities", _frozen(self.probabilities, np.float64))
+        set_(self, "centers", _frozen(np.full(s, -1) if self.centers is None else self.centers, np.int64))
+        set_(self, "query_indices", _frozen([] if self.query_indices is None else self.query_indices, np.int64))
+        set_(self, "query_losses", _frozen([] if self.query_losses is None else self.query_losses, np.float64))
+        sizes = self.cluster_sizes
+        if sizes is None:
+            sizes = np.zeros(self.query_indices.shape[0], dtype=np.int64)
+        set_(self, "cluster_sizes", _frozen(sizes, np.int64))
+        set_(self, "n", int(self.n))
+        set_(self, "replace", bool(self.replace))
+        set_(self, "params", dict(self.params))
+        set_(self, "diagnostics", dict(self.diagnostics))
+        for name in ("weights", "probabilities", "centers"):
+            if getattr(self, name).shape[0] != s:
+                raise ValueError(
+                    f"Selection.{name} has {getattr(self, name).shape[0]} entries; expected "
+                    f"{s}, one per selected index."
+                )
+        k = self.query_indices.shape[0]
+        for name in ("query_losses", "cluster_sizes"):
+            if getattr(self, name).shape[0] not in (0, k):
+                raise ValueError(
+                    f"Selection.{name} has {getattr(self, name).shape[0]} entries; expected {k}, "
+                    "one per query index."
+                )
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def size(self) -> int:
+        """The number of draws (``len(indices)``)."""
+        return int(self.indices.shape[0])
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __repr__(self) -> str:
+        return (
+            f"Selection(method={self.method!r}, size={self.size}, n={self.n}, "
+            f"replace={self.replace}, queries={self.query_indices.shape[0]})"
+        )
+
+    @property
+    def n_queries(self) -> int:
+        """Oracle calls spent before sampling (the ``k`` queried centers)."""
+        return int(self.query_indices.shape[0])
+
+    def unique(self) -> tuple[np.ndarray, np.ndarray]:
+        """Distinct selected rows and their summed weights, sorted by index.
+
+        With ``replace=True`` a row drawn twice counts twice; training on the distinct rows
+        with the summed weights gives the same weighted loss.
+
+        Examples
+        --------
+        >>> sel = Selection(indices=[5, 2, 5], weights=[1.0, 2.0, 1.0],
+        ...                 probabilities=[0.1, 0.1, 0.1], n=10, replace=True)
+        >>> sel.unique()
+        (array([2, 5]), array([2., 2.]))
+        """
+        uniq, inverse = np.unique(self.indices, return_inverse=True)
+        return uniq, np.bincount(inverse, weights=self.weights, minlength=uniq.shape[0])
+
+    def all_labelled(self) -> tuple[np.ndarray, np.ndarray]:
+        """Rows whose loss or label the run paid for: the queried centers and the sample.
+
+        Returns the distinct indices and, for convenience in training, their summed sample
+        weights (0 for a center that was queried but not drawn).
+        """
+        uniq, w = self.unique()
+        allidx = np.union1d(uniq, self.query_indices)
+        weights = np.zeros(allidx.shape[0])
+        weights[np.searchsorted(allidx, uniq)] = w
+        return allidx, weights
+
+    # -------------------------------------------------------------- estimates
+    def _sample_losses(self, losses: Any) -> np.ndarray:
+        losses = np.asarray(losses)
+        if losses.ndim == 1 and losses.shape[0] == self.n and self.n != self.size:
+            losses = losses[self.indices]  # the whole pool's losses were given: take ours
+        return check_losses(losses, self.indices, name="losses")
+
+    def estimate_total(self, losses: Any, *, method: str = "weighted",
+                       confidence: float = 0.95) -> Estimate:
+        """Estimate the pool's total loss from the losses of the selected rows.
+
+        Parameters
+        ----------
+        losses : array-like of shape (s,) or (n,)
+            The loss of each selected row, in the order of ``indices`` (repeats included);
+            or the losses of the whole pool, from which the selected ones are taken.
+        method : {"weighted", "difference"}, default="weighted"
+            ``"weighted"``: the unbiased estimate ``sum(w * l)`` (Hansen-Hurwitz with
+            replacement, Horvitz-Thompson without). ``"difference"``: uses the queried losses
+            as a control variate, ``sum(l_hat) + sum(w * (l - l_hat))`` with
+            ``l_hat(e) = loss(A(e))``; also unbiased, and more precise when the loss is
+            smooth in the embedding.
+        confidence : float, default=0.95
+            Level of the interval (Student t with ``s - 1`` degrees of freedom).
+
+        Returns
+        -------
+        Estimate
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> sel = Selection(indices=[0, 2], weights=[2.0, 2.0], probabilities=[0.5, 0.5], n=4)
+        >>> round(sel.estimate_total([1.0, 1.0]).value, 6)
+        4.0
+        """
+        if not (0 < confidence < 1):
+            raise ValueError(f"confidence must lie in (0, 1); got {confidence}.")
+        y = self._sample_losses(losses)
+        if method == "weighted":
+            offset = 0.0
+        elif method == "difference":
+            if self.query_indices.shape[0] == 0 or self.cluster_sizes.sum() == 0:
+                raise ValueError(
+                    "method='difference' needs the queried centers' losses; this selection "
+                    f"({self.method!r}) has none. Use method='weighted'."
+                )
+            pos = np.searchsorted(self._sorted_queries[0], self.centers)
+            l_hat = self.query_losses[self._sorted_queries[1][pos]]
+            y = y - l_hat
+            offset = float(np.dot(self.cluster_sizes.astype(np.float64), self.query_losses))
+        else:
+            raise ValueError(f"method must be 'weighted' or 'difference'; got {method!r}.")
+        value, var = _estimate(y, self.weights, self.probabilities, self.replace)
+        return _interval(offset + value, var, self.size, confidence)
+
+    def estimate_mean(self, losses: Any, *, method: str = "weighted",
+                      confidence: float = 0.95) -> Estimate:
+        """Estimate the pool's mean loss: :meth:`estimate_total` divided by ``n``."""
+        return self.estimate_total(losses, method=method, confidence=confidence).scaled(1.0 / self.n)
+
+    @property
+    def _sorted_queries(self) -> tuple[np.ndarray, np.ndarray]:
+        order = np.argsort(self.query_indices, kind="stable")
+        return self.query_indices[order], order
+
+    # ----------------------------------------------------------------- saving
+    def to_dict(self) -> dict:
+        """The selection as plain Python objects (lists and numbers), for JSON."""
+        out = {name: getattr(self, name).tolist() for name in _ARRAY_FIELDS}
+        out.update(n=self.n, replace=self.replace, method=self.method, params=self.params,
+                   diagnostics=self.diagnostics)
+        return out
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the selection to a ``.npz`` file (no pickles), atomically."""
+        path = os.fspath(path)
+        if not path.endswith(".npz"):
+            path += ".npz"
+        meta = json.dumps({"n": self.n, "replace": self.replace, "method": self.method,
+                           "params": self.params, "diagnostics": self.diagnostics,
+                           "format": "coreselect.Selection/1"})
+        tmp = path + ".tmp.npz"
+        np.savez(tmp, meta=np.array(meta), **{name: getattr(self, name) for name in _ARRAY_FIELDS})
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Selection:
+        """Read a selection written by :meth:`save`."""
+        with np.load(os.fspath(path), allow_pickle=False) as data:
+            try:
+                meta = json.loads(str(data["meta"]))
+                arrays = {name: data[name] for name in _ARRAY_FIELDS}
+            except KeyError as exc:
+                raise ValueError(f"{os.fspath(path)} is not a coreselect selection file "
+                                 f"(missing {exc}).") from None
+        meta.pop("format", None)
+        return cls(**arrays, **meta)
+
+
+def _estimate(y: np.ndarray, w: np.ndarray, p: np.ndarray, replace: bool) -> tuple[float, float]:
+    """Total estimate and its estimated variance for values ``y`` with weights ``w``."""
+    s = y.shape[0]
+    x = w * y
+    value = float(x.sum())
+    if s < 2:
+        return value, float("nan")
+    if replace:
+        # Hansen-Hurwitz: s i.i.d. terms x_j = y_j / (s p_j); Var(sum) = s Var(x_1)
+        var = s / (s - 1) * float(np.sum((x - x.mean()) ** 2))
+    else:
+        # Hajek's approximation for fixed-size high-entropy designs; certain units add nothing
+        c = np.clip(1.0 - p, 0.0, 1.0)
+        if c.sum() <= 0:
+            return value, 0.0
+        b = float(np.sum(c * x) / c.sum())
+        var = s / (s - 1) * float(np.sum(c * (x - b) ** 2))
+    return value, max(var, 0.0)
+
+
+def _interval(value: float, var: float, s: int, confidence: float) -> Estimate:
+    se = float(np.sqrt(var)) if np.isfinite(var) else float("nan")
+    q = float(stats.t.ppf(0.5 + confidence / 2, df=max(s - 1, 1)))
+    return Estimate(value, se, value - q * se, value + q * se, confidence)
