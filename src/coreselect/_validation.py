@@ -22,6 +22,9 @@ __all__ = [
     "check_indices",
     "check_positive_int",
     "iter_chunks",
+    "check_labels",
+    "check_fraction",
+    "check_choice",
 ]
 
 # Rows per block when scanning an array that may be memory-mapped (about 32 MB at d=128 float64).
@@ -241,7 +244,7 @@ def check_losses(losses: Any, indices: np.ndarray, *, name: str = "losses",
                     float(value)
                 except (TypeError, ValueError):
                     raise TypeError(
-                        f"{name}: {who}a non-numeric value {value!r} for index "
+                        f"{name}: {who}a non-numeric value {value.item() if hasattr(value, 'item') else value!r} for index "
                         f"{int(indices[pos])}."
                     ) from None
             raise
@@ -259,3 +262,75 @@ def check_losses(losses: Any, indices: np.ndarray, *, name: str = "losses",
             f"({bad.size} negative in all)."
         )
     return arr
+
+
+def check_labels(labels: Any, indices: np.ndarray, *, name: str = "labels",
+                 source: str = "") -> np.ndarray:
+    """Validate regression labels for ``indices``: one finite real number per index.
+
+    Unlike :func:`check_losses`, negative values are allowed. Errors name the first bad index.
+    """
+    who = f"{source} returned " if source else ""
+    try:
+        arr = np.asarray(labels)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name}: {who}values that are not numbers: {exc}") from exc
+    if arr.ndim == 2 and 1 in arr.shape:
+        arr = arr.reshape(-1)
+    if arr.ndim != 1:
+        raise ValueError(
+            f"{name}: {who}an array of shape {arr.shape}; expected shape ({len(indices)},), "
+            "one label per index."
+        )
+    if arr.shape[0] != len(indices):
+        raise ValueError(
+            f"{name}: {who}{arr.shape[0]} values for {len(indices)} indices; expected one label "
+            "per index."
+        )
+    if arr.dtype == object or arr.dtype.kind not in "biuf":
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"{name}: {who}non-numeric values (dtype {arr.dtype}); expected real numbers."
+            ) from None
+    arr = arr.astype(np.float64)
+    bad = np.flatnonzero(~np.isfinite(arr))
+    if bad.size:
+        raise ValueError(
+            f"{name}: {who}{arr[bad[0]]} for index {int(indices[bad[0]])}; labels must be finite "
+            f"({bad.size} non-finite in all)."
+        )
+    return arr
+
+
+def check_fraction(value: Any, name: str, *, low: float = 0.0, high: float = 1.0,
+                   low_open: bool = False, high_open: bool = False) -> float:
+    """``value`` must be a real number in the interval from ``low`` to ``high``.
+
+    ``low_open`` / ``high_open`` exclude the end points. Used for ``mix`` (alpha in
+    [0, 1]) and quantiles (in (0, 1]).
+    """
+    lo = "(" if low_open else "["
+    hi = ")" if high_open else "]"
+    interval = f"{lo}{low:g}, {high:g}{hi}"
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"{name} must be a real number in {interval}; got {type(value).__name__} {value!r}."
+        )
+    value = float(value)
+    bad = (
+        not np.isfinite(value)
+        or value < low or value > high
+        or (low_open and value == low) or (high_open and value == high)
+    )
+    if bad:
+        raise ValueError(f"{name} must be a real number in {interval}; got {value}.")
+    return value
+
+
+def check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
+    """``value`` must be one of the strings in ``choices``."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}; got {value!r}.")
+    return value

@@ -81,6 +81,8 @@ def dz_seeding(X: np.ndarray, n_clusters: int, *, z: float = 2.0, seed=None,
                n_candidates: int | None = None, progress: bool = False) -> np.ndarray:
     """Greedy D^z seeding (k-means++ generalised to any z): returns the chosen row numbers.
 
+    Fewer than ``n_clusters`` rows are returned only when ``X`` has fewer distinct rows.
+
     The first row is uniform; each next one is the best (lowest resulting cost) of
     ``n_candidates`` rows drawn with probability proportional to their current distance^z
     to the chosen ones (``2 + log k`` candidates by default, as scikit-learn does).
@@ -120,11 +122,8 @@ def dz_seeding(X: np.ndarray, n_clusters: int, *, z: float = 2.0, seed=None,
     for t in range(1, k):
         total = mind.sum()
         if not total > 0:
-            # every remaining row coincides with a chosen one: take any rows not yet chosen
-            rest = np.flatnonzero(~taken)
-            pick = rng.choice(rest, size=k - t, replace=False)
-            chosen[t:] = pick
-            bar.update(k - t)
+            # every row coincides with a chosen one: fewer than k distinct rows
+            chosen = chosen[:t]
             break
         cdf = np.cumsum(mind)
         cand = np.searchsorted(cdf, rng.random(L) * cdf[-1], side="right")
@@ -142,21 +141,41 @@ def dz_seeding(X: np.ndarray, n_clusters: int, *, z: float = 2.0, seed=None,
 
 def _update_centers(xs: np.ndarray, labels: np.ndarray, dist: np.ndarray, k: int, z: float,
                     centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One weighted power-mean step; returns the new centers and the empty-cluster mask."""
+    """One weighted power-mean step; returns the new centers and the empty-cluster mask.
+
+    z = 2: the mean. Otherwise the re-weighted mean with weights ``r^(z-2)``, where rows that
+    coincide with their center are left out (their weight is unbounded for z < 2); for z = 1
+    the Vardi-Zhang correction then moves a center off a data row only when that lowers
+    the cost, so that Weiszfeld's iteration cannot get stuck on a row.
+    """
     m = xs.shape[0]
+    rows = np.arange(m)
+    counts = np.bincount(labels, minlength=k).astype(np.float64)
+    empty = counts == 0
     if z == 2.0:
-        w = np.ones(m)
-    else:
-        r = dist ** (1.0 / z)  # Euclidean distance
-        floor = max(1e-12, 1e-9 * float(r.mean()))
-        w = np.maximum(r, floor) ** (z - 2.0)
-    agg = sparse.csr_matrix((w, (labels, np.arange(m))), shape=(k, m))
-    sums = np.asarray(agg @ xs)
+        agg = sparse.csr_matrix((np.ones(m), (labels, rows)), shape=(k, m))
+        new = centers.copy()
+        new[~empty] = np.asarray(agg @ xs)[~empty] / counts[~empty, None]
+        return new, empty
+    r = dist ** (1.0 / z)  # Euclidean distance
+    scale = float(r.max()) if r.size else 0.0
+    coincide = r <= 1e-12 * scale
+    w = np.zeros(m)
+    w[~coincide] = r[~coincide] ** (z - 2.0)
+    agg = sparse.csr_matrix((w, (labels, rows)), shape=(k, m))
     wsum = np.bincount(labels, weights=w, minlength=k)
-    empty = wsum <= 0
+    has = wsum > 0
     new = centers.copy()
-    ok = ~empty
-    new[ok] = sums[ok] / wsum[ok, None]
+    t = np.asarray(agg @ xs)
+    new[has] = t[has] / wsum[has, None]
+    if z == 1.0:
+        eta = np.bincount(labels, weights=coincide.astype(np.float64), minlength=k)
+        stuck = has & (eta > 0)
+        if stuck.any():
+            # ||R|| = ||T - y|| * sum(1/r): the pull of the other rows on the center
+            pull = np.linalg.norm(new[stuck] - centers[stuck], axis=1) * wsum[stuck]
+            frac = np.minimum(1.0, eta[stuck] / np.maximum(pull, 1e-300))
+            new[stuck] = (1.0 - frac)[:, None] * new[stuck] + frac[:, None] * centers[stuck]
     return new, empty
 
 
@@ -254,6 +273,7 @@ def kz_clustering(X, n_clusters: int, *, z: float = 2.0, seed=None,
     seed_rows = np.arange(m) if ms >= m else np.sort(rng.choice(m, size=ms, replace=False))
     init = dz_seeding(xs[seed_rows], k, z=z, seed=rng, progress=progress)
     centers = xs[seed_rows[init]].copy()
+    k_fit = centers.shape[0]
 
     best_cost, best_centers, n_iter = np.inf, centers, 0
     prev = np.inf
@@ -267,7 +287,7 @@ def kz_clustering(X, n_clusters: int, *, z: float = 2.0, seed=None,
         if cost == 0 or (prev - cost) <= tol * cost:
             break
         prev = cost
-        centers, empty = _update_centers(xs, labels, dist, k, z, centers)
+        centers, empty = _update_centers(xs, labels, dist, k_fit, z, centers)
         if empty.any():
             # re-seed empty clusters at the rows farthest from their centers
             far = np.argsort(dist)[::-1][: int(empty.sum())]

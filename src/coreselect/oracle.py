@@ -108,10 +108,10 @@ class LossCache(Mapping):
             with open(self.path, "a", encoding="utf-8") as fh:
                 if new:
                     fh.write("index,loss\n")
-                fh.write("".join(f"{int(i)},{float(v)!r}\n" for i, v in zip(indices, losses)))
+                fh.write("".join(f"{int(i)},{float(v)!r}\n" for i, v in zip(indices, losses, strict=False)))
                 fh.flush()
                 os.fsync(fh.fileno())
-        for i, v in zip(indices.tolist(), losses.tolist()):
+        for i, v in zip(indices.tolist(), losses.tolist(), strict=False):
             self._data[i] = v
 
     def __getitem__(self, key: int) -> float:
@@ -201,7 +201,7 @@ def ask_oracle(oracle: Callable, indices, *, batch_size: int | None = 1024,
                 state=state,
             ) from exc
         cache.add(batch, got)
-        answered.update(zip(batch.tolist(), got.tolist()))
+        answered.update(zip(batch.tolist(), got.tolist(), strict=False))
         bar.update(len(batch))
     bar.close()
     return np.array([cache[i] for i in indices.tolist()], dtype=np.float64)
