@@ -19,6 +19,7 @@ from __future__ import annotations
 from . import baselines
 from .clustering import Clustering, kz_clustering
 from .oracle import LossCache, OracleError, ask_oracle
+from .regression import RegressionSelection, regression_sample
 from .sampler import SensitivitySampler, sensitivity_sample
 from .selection import Estimate, Selection
 
@@ -27,6 +28,8 @@ __version__ = "0.1.0"
 __all__ = [
     "sensitivity_sample",
     "SensitivitySampler",
+    "regression_sample",
+    "RegressionSelection",
     "Selection",
     "Estimate",
     "kz_clustering",

@@ -25,6 +25,8 @@ __all__ = [
     "check_labels",
     "check_fraction",
     "check_choice",
+    "check_sample_weights",
+    "check_probabilities",
 ]
 
 # Rows per block when scanning an array that may be memory-mapped (about 32 MB at d=128 float64).
@@ -334,3 +336,69 @@ def check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
     if not isinstance(value, str) or value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}; got {value!r}.")
     return value
+
+
+def check_sample_weights(weights: Any, m: int, *, name: str = "weights") -> np.ndarray:
+    """Training weights: a 1-D array of ``m`` finite numbers >= 0; returned as float64."""
+    try:
+        arr = np.asarray(weights, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must hold numbers; got {weights!r}: {exc}") from exc
+    if arr.ndim != 1 or arr.shape[0] != m:
+        raise ValueError(f"{name} must have shape ({m},), one weight per row; got {arr.shape}.")
+    bad = np.flatnonzero(~np.isfinite(arr) | (arr < 0))
+    if bad.size:
+        raise ValueError(
+            f"{name} must be finite and >= 0; got {arr[bad[0]]} at position {int(bad[0])}."
+        )
+    return arr
+
+
+def check_probabilities(probs: Any, *, name: str = "probs", atol: float = 1e-4) -> np.ndarray:
+    """Validate an (n, C) matrix of class probabilities (C >= 2) and return a float array.
+
+    Every entry must be finite and in ``[-atol, 1 + atol]``, and every row must sum to 1
+    within ``atol``. float32 and float64 arrays come back without a copy; others are cast to
+    float64. The scan goes through the rows in blocks; errors name the first bad row.
+    """
+    arr = _to_array(probs, name)
+    if arr.dtype == object or arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold numbers (class probabilities); got dtype {arr.dtype}.")
+    if arr.ndim != 2:
+        raise ValueError(
+            f"{name} must be a 2-D array of shape (n_samples, n_classes); got {arr.ndim}-D "
+            f"array of shape {arr.shape}."
+        )
+    n, n_classes = arr.shape
+    if n == 0:
+        raise ValueError(f"{name} has 0 rows (shape {arr.shape}); at least 1 is required.")
+    if n_classes < 2:
+        raise ValueError(f"{name} must have at least 2 columns (classes); got shape {arr.shape}.")
+    if arr.dtype not in (np.float32, np.float64):
+        arr = arr.astype(np.float64)
+    for start, stop in iter_chunks(n, _SCAN_ROWS):
+        block = arr[start:stop]
+        finite = np.isfinite(block)
+        if not finite.all():
+            row, col = np.argwhere(~finite)[0]
+            what = "NaN" if np.isnan(block[row, col]) else "inf"
+            raise ValueError(
+                f"{name} contains {what} at row {start + int(row)}, column {int(col)}; "
+                "probabilities must be finite."
+            )
+        bad = (block < -atol) | (block > 1 + atol)
+        if bad.any():
+            row, col = np.argwhere(bad)[0]
+            raise ValueError(
+                f"{name} must lie in [0, 1]; got {block[row, col]} at row {start + int(row)}, "
+                f"column {int(col)}."
+            )
+        sums = block.sum(axis=1, dtype=np.float64)
+        off = np.flatnonzero(np.abs(sums - 1.0) > atol)
+        if off.size:
+            row = int(off[0])
+            raise ValueError(
+                f"{name} rows must sum to 1 (within {atol:g}); row {start + row} sums to "
+                f"{sums[row]:.6g}. Apply a softmax to logits first."
+            )
+    return arr
