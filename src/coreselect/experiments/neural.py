@@ -1,0 +1,501 @@
+"""Section 5.2 of the paper: data selection for neural networks (Figure 2, its table, Figure 3).
+
+For each budget k and repetition: train on k' = 0.2 k uniform points (warm start), embed the
+pool with that model's last hidden layer, select the other k - k' points with each method,
+train a fresh model on everything selected and measure its test accuracy.
+
+Methods: ``uniform``; ``kcenter`` (k-center greedy of Sener & Savarese 2018, from the warm
+start); ``margin``, ``least_confidence``, ``entropy`` (the warm model's outputs on the whole
+pool); ``loss`` and ``grad`` (Algorithm 1: k'' = 0.2 k clusters of the embeddings, the loss or
+the squared last-layer gradient norm at the k'' snapped centers, then k - k' - k'' points drawn
+without replacement with p ~ l(A(e)) + lam ||e - A(e)||^2; the centers are labelled too).
+
+Outputs (in ``--out``): ``neural_<dataset>.csv`` (one row per budget, repetition and method,
+with seeds and times), ``neural_<dataset>_summary.csv``, ``neural_<dataset>.md`` (the paper's
+table with our figures beside it), ``fig2_<dataset>.png`` (accuracy against budget, bands of one
+standard deviation) and ``fig3_<dataset>.png`` (selection time against budget).
+
+Reproducibility: repetition r of budget k uses ``numpy.random.SeedSequence(seed,
+spawn_key=(k, r))``; a rerun with the same ``--seed`` (and ``--threads``) gives the same
+numbers.
+
+Run as ``coreselect reproduce neural --dataset fashion-mnist --budgets 2000 --reps 20``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+__all__ = ["main", "run", "summarize", "PAPER_K2000", "METHODS"]
+
+logger = logging.getLogger(__name__)
+
+METHODS = ("uniform", "kcenter", "margin", "least_confidence", "entropy", "loss", "grad")
+
+# The paper's table (Figure 2b): mean test accuracy at k = 2,000.
+PAPER_K2000 = {
+    "mnist": {"uniform": 0.9130, "kcenter": 0.9134, "loss": 0.9203, "grad": 0.9207},
+    "fashion-mnist": {"uniform": 0.8091, "kcenter": 0.7692, "loss": 0.8140, "grad": 0.8107},
+    "cifar10": {"uniform": 0.4587, "kcenter": 0.4491, "loss": 0.4590, "grad": 0.4598},
+}
+_LABELS = {
+    "uniform": "uniform", "kcenter": "coreset [SS18]", "margin": "margin",
+    "least_confidence": "least confidence", "entropy": "entropy",
+    "loss": "loss-based Alg. 1", "grad": "gradient-based Alg. 1",
+}
+_CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+_CIFAR_STD = (0.2470, 0.2435, 0.2616)
+
+FIELDS = [
+    "dataset", "budget", "rep", "seed", "method", "accuracy", "n_train", "n_warm",
+    "n_centers", "n_sampled", "oracle_queries", "embedded", "select_time_s", "embed_time_s",
+    "train_time_s", "weighting", "lam", "cluster_frac", "warm_frac", "layer", "threads",
+]
+
+
+# ------------------------------------------------------------------------------ data
+def _generated_images(n: int, rng: np.random.Generator, side: int = 28):
+    """Ten classes of noisy blobs at class-specific places (for tests and dry runs)."""
+    labels = rng.integers(0, 10, n)
+    yy, xx = np.mgrid[0:side, 0:side]
+    cy = 6 + 4 * (labels // 5)[:, None, None] * 2
+    cx = 4 + 4 * (labels % 5)[:, None, None]
+    img = 200 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 8.0)
+    img = img + rng.normal(0, 40, (n, side, side))
+    return np.clip(img, 0, 255).astype(np.uint8), labels.astype(np.int64)
+
+
+def load_data(name: str, data_dir=None, *, pool_size=None, test_size=None, seed: int = 0):
+    """Train pool and test set as :class:`~coreselect.integrations.torch.ArrayDataset`."""
+    from ..datasets import images as im
+    from ..integrations.torch import ArrayDataset
+
+    if name == "generated":
+        rng = np.random.default_rng(seed)
+        xtr, ytr = _generated_images(pool_size or 3000, rng)
+        xte, yte = _generated_images(test_size or 1000, rng)
+    else:
+        loader = {"mnist": im.load_mnist, "fashion-mnist": im.load_fashion_mnist,
+                  "cifar10": im.load_cifar10}[name]
+        xtr, ytr = loader(data_dir, split="train")
+        xte, yte = loader(data_dir, split="test")
+    # fixed slices (not random) so that a smaller run is a prefix of the data set
+    if pool_size:
+        xtr, ytr = xtr[:pool_size], ytr[:pool_size]
+    if test_size:
+        xte, yte = xte[:test_size], yte[:test_size]
+    if name == "cifar10":
+        kw = {"mean": _CIFAR_MEAN, "std": _CIFAR_STD}
+    else:
+        kw = {}
+        xtr, xte = xtr[:, None], xte[:, None]  # (n, 1, 28, 28)
+    return ArrayDataset(xtr, ytr, **kw), ArrayDataset(xte, yte, **kw)
+
+
+# ---------------------------------------------------------------------- one selection
+def sensitivity_select(E, oracle, n_centers: int, size: int, *, lam="auto", seed=None):
+    """Algorithm 1 as in section 5.2: cluster, query the centers, sample the rest.
+
+    The ``size`` rows are drawn without replacement among the rows that are not centers
+    (the centers are labelled anyway), with inclusion probabilities proportional to
+    ``l(A(e)) + lam ||e - A(e)||^2`` (capped at 1); weights are ``1 / pi``.
+
+    Returns a :class:`~coreselect.Selection` over the rows of ``E``.
+    """
+    from ..sampler import SensitivitySampler
+    from ..selection import Selection
+    from ..sensitivity import (
+        draw_without_replacement,
+        inclusion_probabilities,
+        resolve_lam,
+        sensitivity_probabilities,
+    )
+
+    rng = np.random.default_rng(seed) if not isinstance(seed, np.random.Generator) else seed
+    sampler = SensitivitySampler(n_centers, seed=rng).fit(E)
+    q = sampler.query_indices_
+    losses = np.asarray(oracle(q), dtype=np.float64)
+    hat_total = float(np.dot(sampler.cluster_sizes_.astype(np.float64), losses))
+    lam_value, rule = resolve_lam(lam, hat_total, sampler.cost_)
+    p = sensitivity_probabilities(losses[sampler.labels_], sampler.distances_, lam_value)
+    p[q] = 0.0
+    p /= p.sum()
+    pi = inclusion_probabilities(p, size)
+    idx = draw_without_replacement(pi, rng)
+    return Selection(
+        indices=idx, weights=1.0 / pi[idx], probabilities=pi[idx], n=E.shape[0],
+        centers=q[sampler.labels_[idx]], query_indices=q, query_losses=losses,
+        cluster_sizes=sampler.cluster_sizes_, replace=False, method="sensitivity",
+        params={"lam": lam_value, "lam_rule": rule, "n_clusters": int(n_centers),
+                "cost": float(sampler.cost_)},
+    )
+
+
+def _select(method, *, E, probs, rest, warm, m, n_centers, oracles, lam, rng):
+    """Indices (into the pool) to label beyond the warm start, and their weights."""
+    from .. import baselines
+
+    if method == "uniform":
+        sel = baselines.uniform(rest.shape[0], m, seed=rng)
+        return rest[sel.indices], None, 0, 0
+    if method == "kcenter":
+        sel = baselines.k_center_greedy(E, m, initial=warm, seed=rng)
+        return sel.indices, None, 0, 0
+    if method in ("margin", "least_confidence", "entropy"):
+        sel = getattr(baselines, method)(probs[rest], m)
+        return rest[sel.indices], None, rest.shape[0], 0
+    if method in ("loss", "grad"):
+        oracle = oracles[method]
+        sel = sensitivity_select(E[rest], lambda i: oracle(rest[i]), n_centers,
+                                 m - n_centers, lam=lam, seed=rng)
+        idx = np.concatenate([rest[sel.indices], rest[sel.query_indices]])
+        w = np.concatenate([sel.weights * (sel.size / sel.weights.sum()),
+                            np.ones(sel.n_queries)])
+        return idx, w, sel.n_queries, sel.n_queries
+    raise ValueError(f"unknown method {method!r}; choose from {list(METHODS)}.")
+
+
+# -------------------------------------------------------------------------- the run
+def run(dataset: str, budgets, reps: int, methods, *, seed: int = 0, data_dir=None,
+        pool_size=None, test_size=None, epochs: int = 10, batch_size: int = 32,
+        lr: float = 1e-3, warm_frac: float = 0.2, cluster_frac: float = 0.2, lam="auto",
+        weighting: str = "loss", layer: str = "penultimate", threads: int = 1,
+        progress: bool = True, csv_path=None, done=None) -> list[dict]:
+    """Run the experiment; returns one dict per (budget, repetition, method).
+
+    Rows are appended to ``csv_path`` as they come (a stopped run keeps what it did);
+    ``done`` is a set of ``(budget, rep)`` pairs to skip.
+    """
+    import torch
+
+    from .._progress import Progress
+    from ..integrations import torch as ct
+
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        train_ds, test_ds = load_data(dataset, data_dir, pool_size=pool_size,
+                                      test_size=test_size, seed=seed)
+        n = len(train_ds)
+        model_name = "cnn" if dataset == "cifar10" else "mlp"
+        rows = []
+        todo = [(k, r) for k in budgets for r in range(reps) if (k, r) not in (done or set())]
+        bar = Progress(len(todo) * len(methods), f"neural {dataset}", enabled=progress,
+                       unit="runs")
+        for k, r in todo:
+            ss = np.random.SeedSequence(seed, spawn_key=(int(k), int(r)))
+            s_warm, s_init0, s_train0, s_init, s_train, s_sel = ss.spawn(6)
+            k_warm = max(1, int(round(warm_frac * k)))
+            n_centers = max(1, int(round(cluster_frac * k)))
+            m = k - k_warm
+            if m <= n_centers or k > n:
+                raise ValueError(f"budget {k} is too small or larger than the pool ({n}).")
+            rng_warm = np.random.default_rng(s_warm)
+            warm = np.sort(rng_warm.choice(n, size=k_warm, replace=False))
+            rest = np.setdiff1d(np.arange(n), warm)
+            model0 = ct.train(ct.make_model(model_name, seed=np.random.default_rng(s_init0)),
+                              ct.WeightedSubset(train_ds, warm), epochs=epochs,
+                              batch_size=batch_size, lr=lr, seed=np.random.default_rng(s_train0))
+            needs_embed = any(mm in ("kcenter", "loss", "grad") for mm in methods)
+            t0 = time.perf_counter()
+            lay = None if layer == "penultimate" else layer
+            E = (ct.embed(model0, train_ds, layer=lay or "penultimate").astype(np.float64)
+                 if needs_embed else None)
+            embed_time = time.perf_counter() - t0
+            probs = None
+            if any(mm in ("margin", "least_confidence", "entropy") for mm in methods):
+                probs = ct.predict_proba(model0, train_ds)
+            oracles = {"loss": ct.loss_oracle(model0, train_ds),
+                       "grad": ct.grad_norm_oracle(model0, train_ds)}
+            sel_seeds = dict(zip(METHODS, s_sel.spawn(len(METHODS)), strict=True))
+            for method in methods:
+                t0 = time.perf_counter()
+                idx, w, queries, n_c = _select(
+                    method, E=E, probs=probs, rest=rest, warm=warm, m=m, n_centers=n_centers,
+                    oracles=oracles, lam=lam, rng=np.random.default_rng(sel_seeds[method]))
+                select_time = time.perf_counter() - t0
+                all_idx = np.concatenate([warm, idx])
+                weights = None
+                if w is not None and weighting != "none":
+                    weights = np.concatenate([np.ones(k_warm), w])
+                sub = ct.WeightedSubset(train_ds, all_idx, weights, normalize=False)
+                t0 = time.perf_counter()
+                model = ct.train(ct.make_model(model_name, seed=np.random.default_rng(s_init)),
+                                 sub, epochs=epochs, batch_size=batch_size, lr=lr,
+                                 weighting=weighting,
+                                 seed=np.random.default_rng(s_train))
+                train_time = time.perf_counter() - t0
+                acc = ct.evaluate(model, test_ds)
+                row = {
+                    "dataset": dataset, "budget": int(k), "rep": int(r), "seed": int(seed),
+                    "method": method, "accuracy": acc, "n_train": int(np.unique(all_idx).size),
+                    "n_warm": k_warm, "n_centers": n_c, "n_sampled": int(idx.size - n_c),
+                    "oracle_queries": int(queries),
+                    "embedded": n if method in ("kcenter", "loss", "grad") else 0,
+                    "select_time_s": select_time,
+                    "embed_time_s": embed_time if method in ("kcenter", "loss", "grad") else 0.0,
+                    "train_time_s": train_time, "weighting": weighting,
+                    "lam": lam, "cluster_frac": cluster_frac, "warm_frac": warm_frac,
+                    "layer": layer, "threads": threads,
+                }
+                rows.append(row)
+                if csv_path is not None:
+                    _append_csv(csv_path, row)
+                bar.update(1)
+        bar.close()
+        return rows
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+def _append_csv(path, row: dict) -> None:
+    new = not os.path.exists(path)
+    with open(path, "a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=FIELDS)
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def read_rows(path) -> list[dict]:
+    """Rows of a CSV written by :func:`run`, with numbers parsed."""
+    out = []
+    with open(path, newline="") as fh:
+        for row in csv.DictReader(fh):
+            for key in ("budget", "rep", "seed", "n_train", "n_warm", "n_centers", "n_sampled",
+                        "oracle_queries", "embedded", "threads"):
+                row[key] = int(row[key])
+            for key in ("accuracy", "select_time_s", "embed_time_s", "train_time_s",
+                        "cluster_frac", "warm_frac"):
+                row[key] = float(row[key])
+            out.append(row)
+    return out
+
+
+# ---------------------------------------------------------------------- statistics
+def _t_interval(x: np.ndarray, confidence: float = 0.95) -> tuple[float, float, float]:
+    mean = float(np.mean(x))
+    if x.size < 2:
+        return mean, float("nan"), float("nan")
+    half = float(stats.t.ppf(0.5 + confidence / 2, x.size - 1) * np.std(x, ddof=1)
+                 / np.sqrt(x.size))
+    return mean, mean - half, mean + half
+
+
+def summarize(rows: list[dict]) -> list[dict]:
+    """Per (budget, method): mean and std accuracy, the paired difference to uniform with a
+    95% t interval, mean selection time and the oracle queries."""
+    out = []
+    budgets = sorted({r["budget"] for r in rows})
+    methods = [m for m in METHODS if any(r["method"] == m for r in rows)]
+    for k in budgets:
+        uni = {r["rep"]: r["accuracy"] for r in rows if r["budget"] == k and r["method"] == "uniform"}
+        for m in methods:
+            sub = [r for r in rows if r["budget"] == k and r["method"] == m]
+            if not sub:
+                continue
+            acc = np.array([r["accuracy"] for r in sub])
+            paired = np.array([r["accuracy"] - uni[r["rep"]] for r in sub if r["rep"] in uni])
+            d_mean, d_lo, d_hi = (_t_interval(paired) if paired.size and m != "uniform"
+                                  else (float("nan"),) * 3)
+            out.append({
+                "budget": k, "method": m, "reps": int(acc.size), "mean": float(acc.mean()),
+                "std": float(acc.std(ddof=1)) if acc.size > 1 else float("nan"),
+                "diff_uniform": d_mean, "diff_ci_low": d_lo, "diff_ci_high": d_hi,
+                "select_time_s": float(np.mean([r["select_time_s"] for r in sub])),
+                "embed_time_s": float(np.mean([r["embed_time_s"] for r in sub])),
+                "oracle_queries": int(np.mean([r["oracle_queries"] for r in sub])),
+                "embedded": int(np.mean([r["embedded"] for r in sub])),
+            })
+    return out
+
+
+def markdown(summary: list[dict], dataset: str) -> str:
+    """The paper's table for one data set, our figures beside the paper's (k = 2,000)."""
+    paper = PAPER_K2000.get(dataset, {})
+    lines = [f"## {dataset}", ""]
+    for k in sorted({s["budget"] for s in summary}):
+        lines += [
+            f"k = {k}",
+            "",
+            "| method | accuracy (mean ± std) | paper (k=2000) | Δ vs uniform [95% CI] | reps "
+            "| selection time (s) | oracle queries | rows embedded |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for s in (x for x in summary if x["budget"] == k):
+            p = paper.get(s["method"]) if k == 2000 else None
+            diff = ("—" if s["method"] == "uniform" or np.isnan(s["diff_uniform"]) else
+                    f"{s['diff_uniform']:+.4f} [{s['diff_ci_low']:+.4f}, {s['diff_ci_high']:+.4f}]")
+            lines.append(
+                f"| {_LABELS[s['method']]} | {s['mean']:.4f} ± {s['std']:.4f} | "
+                f"{'' if p is None else f'{p:.4f}'} | {diff} | {s['reps']} | "
+                f"{s['select_time_s']:.3f} | {s['oracle_queries']} | {s['embedded']} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot(summary: list[dict], dataset: str, out_dir: Path) -> list[Path]:
+    """Figure 2 (accuracy against budget) and Figure 3 (selection time against budget)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        logger.warning("matplotlib is missing (pip install coreselect[plot]): no figures.")
+        return []
+    methods = [m for m in METHODS if any(s["method"] == m for s in summary)]
+    paths = []
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    for m in methods:
+        sub = sorted((s for s in summary if s["method"] == m), key=lambda s: s["budget"])
+        k = np.array([s["budget"] for s in sub])
+        mu = np.array([s["mean"] for s in sub])
+        sd = np.nan_to_num(np.array([s["std"] for s in sub]))
+        ax.plot(k, mu, marker="o", label=_LABELS[m])
+        ax.fill_between(k, mu - sd, mu + sd, alpha=0.15)
+    ax.set_xlabel("k (labelled points)")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(f"{dataset}: accuracy (mean ± 1 std)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    paths.append(out_dir / f"fig2_{dataset}.png")
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    for m in methods:
+        sub = sorted((s for s in summary if s["method"] == m), key=lambda s: s["budget"])
+        ax.plot([s["budget"] for s in sub], [max(s["select_time_s"], 1e-4) for s in sub],
+                marker="o", label=_LABELS[m])
+    ax.set_yscale("log")
+    ax.set_xlabel("k (labelled points)")
+    ax.set_ylabel("selection time (s)")
+    ax.set_title(f"{dataset}: selection runtime")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    paths.append(out_dir / f"fig3_{dataset}.png")
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+    return paths
+
+
+# ---------------------------------------------------------------------------- CLI
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated ints; got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive ints; got {text!r}")
+    return values
+
+
+def _methods(text: str) -> list[str]:
+    values = [v.strip() for v in text.split(",") if v.strip()]
+    bad = [v for v in values if v not in METHODS]
+    if bad or not values:
+        raise argparse.ArgumentTypeError(f"unknown method(s) {bad}; choose from {list(METHODS)}")
+    return values
+
+
+def _lam(text: str):
+    if text == "auto":
+        return "auto"
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"lam must be 'auto' or a float >= 0; got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"lam must be 'auto' or a float >= 0; got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="coreselect reproduce neural",
+        description="The paper's neural-network experiments (section 5.2, Figures 2 and 3).",
+    )
+    p.add_argument("--dataset", default="fashion-mnist",
+                   choices=["mnist", "fashion-mnist", "cifar10", "generated"])
+    p.add_argument("--data-dir", default=None, help="folder of the data set's official files")
+    p.add_argument("--budgets", type=_int_list, default=[2000], help="e.g. 1000,2000,3000")
+    p.add_argument("--reps", type=int, default=20)
+    p.add_argument("--methods", type=_methods, default=list(METHODS),
+                   help="comma-separated, from " + ",".join(METHODS))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--warm-frac", type=float, default=0.2, help="k'/k")
+    p.add_argument("--cluster-frac", type=float, default=0.2, help="k''/k")
+    p.add_argument("--lam", type=_lam, default="auto")
+    p.add_argument("--weighting", default="loss", choices=["loss", "resample", "none"],
+                   help="how the sample weights of loss/grad reach training")
+    p.add_argument("--layer", default="penultimate",
+                   help="embedding layer: 'penultimate' or a module name of the model")
+    p.add_argument("--pool-size", type=int, default=None, help="use the first N training rows")
+    p.add_argument("--test-size", type=int, default=None, help="use the first N test rows")
+    p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("--out", default="results/neural")
+    p.add_argument("--tag", default="", help="suffix of the output file names")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the rows already in the CSV and run only the missing repetitions")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def main(argv=None) -> int:
+    """``coreselect reproduce neural``: run, then write CSV, Markdown and figures."""
+    args = build_parser().parse_args(argv)
+    if args.reps < 1:
+        build_parser().error(f"--reps must be >= 1; got {args.reps}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"neural_{args.dataset}{args.tag}"
+    csv_path = out / f"{stem}.csv"
+    done, previous = set(), []
+    if args.resume and csv_path.exists():
+        previous = read_rows(csv_path)
+        counts = {}
+        for r in previous:
+            counts[(r["budget"], r["rep"])] = counts.get((r["budget"], r["rep"]), 0) + 1
+        done = {key for key, c in counts.items() if c >= len(args.methods)}
+        previous = [r for r in previous if (r["budget"], r["rep"]) in done]
+        os.replace(csv_path, str(csv_path) + ".bak")
+        for r in previous:
+            _append_csv(csv_path, r)
+    elif csv_path.exists():
+        os.remove(csv_path)
+    t0 = time.perf_counter()
+    rows = previous + run(
+        args.dataset, args.budgets, args.reps, args.methods, seed=args.seed,
+        data_dir=args.data_dir, pool_size=args.pool_size, test_size=args.test_size,
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warm_frac=args.warm_frac,
+        cluster_frac=args.cluster_frac, lam=args.lam, weighting=args.weighting,
+        layer=args.layer, threads=args.threads, progress=not args.quiet, csv_path=csv_path,
+        done=done)
+    summary = summarize(rows)
+    with open(out / f"{stem}_summary.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(summary[0]))
+        writer.writeheader()
+        writer.writerows(summary)
+    table = markdown(summary, args.dataset)
+    (out / f"{stem}.md").write_text(table + "\n")
+    figs = plot(summary, args.dataset, out)
+    print(table)
+    print(f"wrote {csv_path}, {out / (stem + '_summary.csv')}, {out / (stem + '.md')}"
+          + "".join(f", {f}" for f in figs) + f" in {time.perf_counter() - t0:.1f} s "
+          f"(seed {args.seed}, threads {args.threads}, load {os.getloadavg()[0]:.2f})")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
