@@ -51,11 +51,12 @@ def _scale_for(maxabs: float) -> float:
 
 
 class _Centers:
-    """Float32 copies of the centers and their squared norms, per scale factor."""
+    """Copies of the centers per dtype and scale factor, with float32 squared norms."""
 
     def __init__(self, centers: np.ndarray):
         self.c64 = np.ascontiguousarray(centers, dtype=np.float64)
-        self.maxabs = float(np.max(np.abs(self.c64))) if self.c64.size else 0.0
+        self.maxabs = _maxabs(self.c64)
+        self.c32 = self.c64.astype(np.float32) if self.maxabs < _BIG else None
         self._cache: dict[float, tuple[np.ndarray, np.ndarray]] = {}
 
     def scaled(self, scale: float) -> tuple[np.ndarray, np.ndarray]:
@@ -66,6 +67,12 @@ class _Centers:
             got = (np.ascontiguousarray(c32.T), cnorm)
             self._cache[scale] = got
         return got
+
+
+def _maxabs(a: np.ndarray) -> float:
+    if a.size == 0:
+        return 0.0
+    return float(max(a.max(), -a.min()))
 
 
 def assign(X: np.ndarray, centers: np.ndarray, *, z: float = 2.0, chunk_size: int | None = None,
@@ -116,15 +123,23 @@ def assign(X: np.ndarray, centers: np.ndarray, *, z: float = 2.0, chunk_size: in
     for start, stop in iter_chunks(n, chunk):
         xb = X[start:stop]
         m = stop - start
-        scale = _scale_for(max(float(np.max(np.abs(xb))), cs.maxabs))
+        scale = _scale_for(max(_maxabs(xb), cs.maxabs))
         ct, cnorm = cs.scaled(scale)
-        x32 = xb.astype(np.float32) if scale == 1.0 else (xb * scale).astype(np.float32)
+        if scale == 1.0:
+            x32 = np.asarray(xb, dtype=np.float32)  # no copy for float32 input
+        else:
+            x32 = (np.asarray(xb, dtype=np.float64) * scale).astype(np.float32)
         block = np.matmul(x32, ct, out=buf[:m])
         block *= -2.0
         block += cnorm
         lab = np.argmin(block, axis=1)
         labels[start:stop] = lab
-        diff = np.asarray(xb, dtype=np.float64) - cs.c64[lab]
+        # exact distance to the chosen center from the difference vector: float32 rows give a
+        # float32 difference (exact for nearby values), float64 rows and rescaled ones float64
+        if scale == 1.0 and xb.dtype == np.float32 and cs.c32 is not None:
+            diff = xb - cs.c32[lab]
+        else:
+            diff = np.asarray(xb, dtype=np.float64) - cs.c64[lab]
         dist[start:stop] = np.einsum("ij,ij->i", diff, diff)
         bar.update(m)
     bar.close()

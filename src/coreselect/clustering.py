@@ -17,11 +17,24 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import sparse
 
 from ._progress import Progress
-from ._validation import check_embeddings, check_n_clusters, check_random_state, check_z
-from .assign import assign, pairwise_sq_dists, power_of_distance
+from ._validation import (
+    check_embeddings,
+    check_n_clusters,
+    check_positive_int,
+    check_random_state,
+    check_z,
+    iter_chunks,
+)
+from .assign import (
+    _maxabs,
+    _scale_for,
+    assign,
+    default_chunk_size,
+    pairwise_sq_dists,
+    power_of_distance,
+)
 
 __all__ = ["Clustering", "kz_clustering", "dz_seeding"]
 
@@ -148,6 +161,8 @@ def _update_centers(xs: np.ndarray, labels: np.ndarray, dist: np.ndarray, k: int
     the Vardi-Zhang correction then moves a center off a data row only when that lowers
     the cost, so that Weiszfeld's iteration cannot get stuck on a row.
     """
+    from scipy import sparse
+
     m = xs.shape[0]
     rows = np.arange(m)
     counts = np.bincount(labels, minlength=k).astype(np.float64)
@@ -180,10 +195,28 @@ def _update_centers(xs: np.ndarray, labels: np.ndarray, dist: np.ndarray, k: int
 
 
 def _snap(centers: np.ndarray, xs: np.ndarray, chunk_size: int | None) -> np.ndarray:
-    """Distinct rows of ``xs`` nearest to each center (greedy on collisions, closest first)."""
+    """Distinct rows of ``xs`` nearest to each center (greedy on collisions, closest first).
+
+    Goes through ``xs`` in chunks keeping, per center, the best row so far: memory is one
+    chunk x k block, whatever the number of rows.
+    """
     k = centers.shape[0]
-    pos, d = assign(centers, xs, z=2.0, chunk_size=chunk_size)
-    order = np.argsort(d, kind="stable")
+    # rescale by a power of two where float32 squares would overflow (exact; argmin unchanged)
+    scale = _scale_for(max(_maxabs(xs), _maxabs(centers)))
+    c32t = np.ascontiguousarray((centers * scale).T, dtype=np.float32)
+    cnorm = np.einsum("ij,ji->i", c32t.T, c32t).astype(np.float32)
+    best = np.full(k, np.inf)
+    pos = np.zeros(k, dtype=np.int64)
+    chunk = int(chunk_size) if chunk_size else default_chunk_size(k, xs.shape[1])
+    for start, stop in iter_chunks(xs.shape[0], chunk):
+        xb = xs[start:stop] if scale == 1.0 else xs[start:stop] * scale
+        block = pairwise_sq_dists(xb, c32t, cnorm)
+        rows = np.argmin(block, axis=0)
+        vals = block[rows, np.arange(k)]
+        better = vals < best
+        best[better] = vals[better]
+        pos[better] = rows[better] + start
+    order = np.argsort(best, kind="stable")
     seen: set[int] = set()
     out = np.empty(k, dtype=np.int64)
     collide = []
@@ -259,14 +292,12 @@ def kz_clustering(X, n_clusters: int, *, z: float = 2.0, seed=None,
     if fit_sample_size == "auto":
         m = _default_fit_size(n, k)
     else:
-        from ._validation import check_positive_int
-
         m = min(n, check_positive_int(fit_sample_size, "fit_sample_size", minimum=k))
     if m >= n:
         rows = np.arange(n)
     else:
         rows = np.sort(rng.choice(n, size=m, replace=False))
-    xs = np.asarray(X[rows], dtype=np.float64)
+    xs = np.asarray(X[rows])  # float32 rows stay float32
     assign_fn = _resolve_assign(backend)
 
     ms = _default_seed_size(m, k)
@@ -278,7 +309,7 @@ def kz_clustering(X, n_clusters: int, *, z: float = 2.0, seed=None,
     best_cost, best_centers, n_iter = np.inf, centers, 0
     prev = np.inf
     bar = Progress(max_iter, "fitting", enabled=progress, unit="steps")
-    for n_iter in range(1, max_iter + 1):
+    for n_iter in range(1, max_iter + 1):  # noqa: B007 (n_iter is reported after the loop)
         labels, dist = assign_fn(xs, centers, z=z, chunk_size=chunk_size)
         cost = float(dist.sum())
         if cost < best_cost:

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from ._validation import check_losses
 
@@ -330,6 +329,8 @@ def _estimate(y: np.ndarray, w: np.ndarray, p: np.ndarray, replace: bool) -> tup
 
 
 def _interval(value: float, var: float, s: int, confidence: float) -> Estimate:
+    from scipy import stats
+
     se = float(np.sqrt(var)) if np.isfinite(var) else float("nan")
     q = float(stats.t.ppf(0.5 + confidence / 2, df=max(s - 1, 1)))
     return Estimate(value, se, value - q * se, value + q * se, confidence)
