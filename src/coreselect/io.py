@@ -1,0 +1,872 @@
+"""Files in, files out: embeddings, loss tables and selections; atomic writes; fingerprints.
+
+Embeddings are read from ``.npy`` (memory-mapped, never with pickles), ``.npz`` (one array,
+chosen with ``key``), ``.parquet`` (a list column or wide numeric columns; needs pyarrow,
+``pip install coreselect[parquet]``) or ``.csv`` (numbers, with or without a header line).
+Loss tables are CSV or Parquet files with an ``index`` and a ``loss`` column; every bad row is
+reported by its line (CSV) or row (Parquet) number. Outputs are written to a temporary file in
+the same folder and renamed into place, so that a run that fails or is killed never leaves a
+partial file behind; an existing output is kept unless ``force=True``.
+
+A *fingerprint* (shape, dtype and a SHA-256 of the values) ties a saved plan or a loss cache to
+the embeddings it was computed from.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import json
+import logging
+import math
+import os
+import tempfile
+import zipfile
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+from ._progress import Progress
+from ._validation import check_embeddings, iter_chunks
+
+__all__ = [
+    "EMBEDDING_FORMATS",
+    "TABLE_FORMATS",
+    "load_embeddings",
+    "fingerprint",
+    "compare_fingerprints",
+    "embeddings_summary",
+    "read_losses",
+    "match_losses",
+    "read_table",
+    "write_table",
+    "atomic_path",
+    "check_output",
+    "write_selection",
+    "read_selection",
+]
+
+logger = logging.getLogger(__name__)
+
+EMBEDDING_FORMATS = (".npy", ".npz", ".parquet", ".csv")
+TABLE_FORMATS = (".csv", ".parquet")
+# Bytes hashed per block by :func:`fingerprint` (and rows scanned per block by the summary).
+_HASH_BLOCK_BYTES = 64 * 2**20
+_SELECTION_COLUMNS = ("index", "weight", "probability", "center", "cluster_size")
+_SELECTION_FORMAT = "coreselect.Selection/1"
+
+
+def _suffix(path: str | os.PathLike) -> str:
+    return os.path.splitext(os.fspath(path))[1].lower()
+
+
+def _need_pyarrow(what: str):
+    try:
+        import pyarrow  # noqa: F401
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ImportError(
+            f"{what} needs pyarrow; install it with: pip install coreselect[parquet]"
+        ) from None
+    return pq
+
+
+# --------------------------------------------------------------------------- outputs
+def check_output(path: str | os.PathLike, *, force: bool = False,
+                 formats: tuple[str, ...] | None = None, name: str = "output") -> str:
+    """Check that ``path`` may be written: a known suffix, a folder that exists, no file there.
+
+    Raises ``FileExistsError`` when the file exists and ``force`` is False, ``ValueError``
+    for an unknown suffix and ``FileNotFoundError`` when the folder does not exist.
+    """
+    path = os.fspath(path)
+    if formats is not None and _suffix(path) not in formats:
+        raise ValueError(
+            f"{name} must end in one of {', '.join(formats)}; got {path!r}."
+        )
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"{name}: folder {folder!r} does not exist.")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{name}: {path!r} is a folder; give a file name.")
+    if os.path.exists(path) and not force:
+        raise FileExistsError(f"{path} already exists; use --force to overwrite it.")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, *, force: bool = False) -> Iterator[str]:
+    """Yield a temporary path beside ``path``; on success it is synced and renamed to ``path``.
+
+    On an exception the temporary file is removed and ``path`` is left as it was.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> out = os.path.join(tempfile.mkdtemp(), "a.txt")
+    >>> with atomic_path(out) as tmp:
+    ...     with open(tmp, "w") as fh:
+    ...         _ = fh.write("done")
+    >>> open(out).read()
+    'done'
+    """
+    path = os.fspath(path)
+    if os.path.exists(path) and not force:
+        raise FileExistsError(f"{path} already exists; use --force to overwrite it.")
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
+                               dir=folder)
+    os.close(fd)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        if os.path.exists(path) and not force:
+            raise FileExistsError(f"{path} already exists; use --force to overwrite it.")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+
+
+def _format_number(value: Any) -> str:
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else ("nan" if value != value else str(value))
+    return str(value)
+
+
+def write_table(path: str | os.PathLike, columns: Mapping[str, Any], *, force: bool = False,
+                metadata: Mapping[str, Any] | None = None) -> str:
+    """Write equal-length columns to ``.csv`` or ``.parquet`` (by suffix), atomically.
+
+    Floats are written in CSV with Python's shortest round-trip form, so that reading the
+    file back gives the same numbers. ``None`` (or an empty string) is an empty cell.
+    ``metadata`` (JSON-serialisable) goes into the Parquet schema under ``"coreselect"``;
+    CSV files carry none.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> out = os.path.join(tempfile.mkdtemp(), "t.csv")
+    >>> _ = write_table(out, {"index": [3, 1], "loss": [0.5, None]})
+    >>> open(out).read()
+    'index,loss\\n3,0.5\\n1,\\n'
+    """
+    path = check_output(path, force=force, formats=TABLE_FORMATS)
+    names = list(columns)
+    lists = []
+    for name in names:
+        col = columns[name]
+        lists.append(col.tolist() if isinstance(col, np.ndarray) else list(col))
+    lengths = {len(c) for c in lists}
+    if len(lengths) > 1:
+        raise ValueError(f"write_table: columns have different lengths {sorted(lengths)}.")
+    with atomic_path(path, force=force) as tmp:
+        if _suffix(path) == ".csv":
+            with open(tmp, "w", encoding="utf-8", newline="") as fh:
+                fh.write(",".join(names) + "\n")
+                rows = zip(*lists, strict=True)
+                fh.writelines(
+                    ",".join("" if v is None else _format_number(v) for v in row) + "\n"
+                    for row in rows
+                )
+        else:
+            pq = _need_pyarrow("writing .parquet")
+            import pyarrow as pa
+
+            arrays = {}
+            for name, col, raw in zip(names, lists, (columns[n] for n in names), strict=True):
+                if isinstance(raw, np.ndarray) and raw.dtype.kind in "biuf":
+                    arrays[name] = pa.array(raw)
+                else:
+                    arrays[name] = pa.array(col)
+            table = pa.table(arrays)
+            if metadata is not None:
+                table = table.replace_schema_metadata(
+                    {b"coreselect": json.dumps(metadata).encode("utf-8")}
+                )
+            pq.write_table(table, tmp)
+    return path
+
+
+# --------------------------------------------------------------------------- embeddings
+def load_embeddings(path: str | os.PathLike, *, key: str | None = None,
+                    validate: bool = True, mmap: bool = True) -> np.ndarray:
+    """Read an (n, d) embedding matrix from ``.npy``, ``.npz``, ``.parquet`` or ``.csv``.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file; its suffix says the format.
+    key : str, optional
+        ``.npz``: the array's name (needed when the file holds several). ``.parquet``: the
+        list column, or comma-separated numeric columns (by default the only list column,
+        else every numeric column).
+    validate : bool, default=True
+        Check the result with :func:`coreselect._validation.check_embeddings` (2-D, numeric,
+        at least one row and column; integers cast to float64). Finiteness is left to the
+        fit, which scans every row anyway. ``False`` returns the array as stored (for
+        ``coreselect info``).
+    mmap : bool, default=True
+        Open ``.npy`` files memory-mapped (read-only) instead of reading them whole.
+
+    Returns
+    -------
+    ndarray of shape (n, d)
+        float32 or float64 (a read-only memmap for ``.npy`` files of those dtypes).
+
+    Raises
+    ------
+    ValueError
+        A file that is not what its suffix says, truncated, holding Python objects
+        (pickles are never loaded), a missing ``key``, a header without rows...
+    FileNotFoundError
+        No such file.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> path = os.path.join(tempfile.mkdtemp(), "X.npy")
+    >>> np.save(path, np.eye(3, dtype=np.float32))
+    >>> load_embeddings(path).shape
+    (3, 3)
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such file.")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{path} is a folder; expected an embeddings file.")
+    suffix = _suffix(path)
+    if key is not None and suffix not in (".npz", ".parquet"):
+        raise ValueError(f"--key applies to .npz and .parquet files; {path} is {suffix or 'a file without suffix'}.")
+    if suffix == ".npy":
+        X = _load_npy(path, mmap=mmap)
+    elif suffix == ".npz":
+        X = _load_npz(path, key)
+    elif suffix == ".parquet":
+        X = _load_parquet(path, key)
+    elif suffix == ".csv":
+        X = _load_csv(path)
+    else:
+        raise ValueError(
+            f"{path}: unknown embeddings format {suffix or '(no suffix)'!r}; expected one of "
+            f"{', '.join(EMBEDDING_FORMATS)}."
+        )
+    if validate:
+        try:
+            X = check_embeddings(X, name=os.path.basename(path), check_finite=False)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: {exc}") from None
+    return X
+
+
+def _load_npy(path: str, *, mmap: bool) -> np.ndarray:
+    fmt = np.lib.format
+    size = os.path.getsize(path)
+    with open(path, "rb") as fh:
+        try:
+            version = fmt.read_magic(fh)
+        except ValueError:
+            fh.seek(0)
+            head = fh.read(2)
+            what = (" (it looks like a Python pickle; coreselect never loads pickles)"
+                    if head[:1] == b"\x80" else "")
+            raise ValueError(f"{path} is not a NumPy .npy file{what}.") from None
+        try:
+            if version == (1, 0):
+                shape, fortran, dtype = fmt.read_array_header_1_0(fh)
+            else:
+                shape, fortran, dtype = fmt.read_array_header_2_0(fh)
+        except ValueError as exc:
+            raise ValueError(f"{path}: unreadable .npy header ({exc}).") from None
+        offset = fh.tell()
+    if dtype.hasobject:
+        raise ValueError(
+            f"{path} holds Python objects (dtype {dtype}), stored as pickles; coreselect never "
+            "loads pickles. Save the embeddings as a numeric array."
+        )
+    expected = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if size < expected:
+        raise ValueError(
+            f"{path} is truncated: shape {tuple(shape)} of {dtype} needs {expected} bytes; the "
+            f"file has {size}."
+        )
+    if int(np.prod(shape, dtype=np.int64)) == 0:
+        return np.empty(shape, dtype=dtype)
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise ValueError(f"{path}: could not read the array ({exc}).") from None
+
+
+def _load_npz(path: str, key: str | None) -> np.ndarray:
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+        raise ValueError(f"{path} is not a readable .npz file ({exc}).") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path} is a .npy file, not a .npz archive; rename it to .npy.")
+    with archive:
+        keys = list(archive.files)
+        if not keys:
+            raise ValueError(f"{path} holds no arrays.")
+        if key is None:
+            if len(keys) > 1:
+                raise ValueError(
+                    f"{path} holds {len(keys)} arrays ({', '.join(keys)}); choose one with --key."
+                )
+            key = keys[0]
+        elif key not in keys:
+            raise ValueError(
+                f"--key {key!r} is not in {path}; it holds: {', '.join(keys)}."
+            )
+        try:
+            return archive[key]
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+            what = ("; it holds Python objects (pickles), which coreselect never loads"
+                    if "pickle" in str(exc) else "")
+            raise ValueError(f"{path}: could not read array {key!r} ({exc}){what}.") from None
+
+
+def _is_list_type(pa, typ) -> bool:
+    return pa.types.is_list(typ) or pa.types.is_large_list(typ) or pa.types.is_fixed_size_list(typ)
+
+
+def _load_parquet(path: str, key: str | None) -> np.ndarray:
+    pq = _need_pyarrow("reading .parquet")
+    import pyarrow as pa
+
+    try:
+        schema = pq.read_schema(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise ValueError(f"{path} is not a readable Parquet file ({exc}).") from None
+    names = list(schema.names)
+    if key is not None:
+        wanted = [c.strip() for c in key.split(",") if c.strip()]
+        unknown = [c for c in wanted if c not in names]
+        if unknown:
+            raise ValueError(
+                f"--key {key!r}: no column {unknown[0]!r} in {path}; it has: {', '.join(names)}."
+            )
+    else:
+        lists = [c for c in names if _is_list_type(pa, schema.field(c).type)]
+        if len(lists) > 1:
+            raise ValueError(
+                f"{path} has {len(lists)} list columns ({', '.join(lists)}); choose one with --key."
+            )
+        if lists:
+            wanted = lists
+        else:
+            wanted = [c for c in names if not c.startswith("__index_level_")
+                      and (pa.types.is_floating(schema.field(c).type)
+                           or pa.types.is_integer(schema.field(c).type))]
+            skipped = [c for c in names if c not in wanted]
+            if skipped:
+                logger.info("%s: ignoring non-numeric columns %s", path, ", ".join(skipped))
+            if not wanted:
+                raise ValueError(f"{path} has no list column and no numeric column.")
+    try:
+        table = pq.read_table(path, columns=wanted)
+    except (pa.ArrowException, OSError) as exc:
+        raise ValueError(f"{path}: could not read the table ({exc}).") from None
+    if len(wanted) == 1 and _is_list_type(pa, table.schema.field(wanted[0]).type):
+        return _list_column_to_matrix(pa, table.column(wanted[0]).combine_chunks(), path,
+                                      wanted[0])
+    cols = []
+    for name in wanted:
+        col = table.column(name)
+        typ = col.type
+        if not (pa.types.is_floating(typ) or pa.types.is_integer(typ) or pa.types.is_boolean(typ)):
+            raise ValueError(f"{path}: column {name!r} is {typ}, not numeric.")
+        if col.null_count:
+            row = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
+            raise ValueError(f"{path}: column {name!r} has an empty (null) value at row {row}.")
+        cols.append(col.to_numpy())
+    if not cols or len(cols[0]) == 0:
+        raise ValueError(f"{path} has no rows.")
+    dtype = np.result_type(*[c.dtype for c in cols])
+    if dtype.kind != "f":
+        dtype = np.float64
+    return np.column_stack([c.astype(dtype, copy=False) for c in cols])
+
+
+def _list_column_to_matrix(pa, col, path: str, name: str) -> np.ndarray:
+    n = len(col)
+    if n == 0:
+        raise ValueError(f"{path} has no rows.")
+    if col.null_count:
+        row = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
+        raise ValueError(f"{path}: column {name!r} is empty (null) at row {row}.")
+    if pa.types.is_fixed_size_list(col.type):
+        d = col.type.list_size
+    else:
+        offsets = col.offsets.to_numpy()
+        lengths = np.diff(offsets)
+        d = int(lengths[0])
+        bad = np.flatnonzero(lengths != d)
+        if bad.size:
+            row = int(bad[0])
+            raise ValueError(
+                f"{path}: column {name!r} holds lists of different lengths: {d} at row 0, "
+                f"{int(lengths[row])} at row {row}."
+            )
+    values = col.flatten()
+    if values.null_count:
+        pos = int(np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False))[0])
+        raise ValueError(f"{path}: column {name!r} has an empty (null) value at row {pos // d}.")
+    typ = values.type
+    if not (pa.types.is_floating(typ) or pa.types.is_integer(typ)):
+        raise ValueError(f"{path}: column {name!r} holds {typ}, not numbers.")
+    arr = values.to_numpy()
+    return arr.reshape(n, d)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _load_csv(path: str) -> np.ndarray:
+    header_lines = 0
+    first = None
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            stripped = line.strip()
+            if not stripped or stripped.startswith("#"):
+                header_lines += 1
+                continue
+            first = stripped
+            break
+    if first is None:
+        raise ValueError(f"{path} is empty: no header and no rows.")
+    fields = [f.strip() for f in first.split(",")]
+    has_header = not all(_is_number(f) for f in fields)
+    skip = header_lines + (1 if has_header else 0)
+    try:
+        X = np.loadtxt(path, delimiter=",", skiprows=skip, comments="#", ndmin=2,
+                       dtype=np.float64)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    if X.shape[0] == 0:
+        raise ValueError(f"{path} has a header line but no rows of numbers.")
+    if has_header and X.shape[1] != len(fields):
+        raise ValueError(
+            f"{path}: the header has {len(fields)} columns but the rows have {X.shape[1]}."
+        )
+    return X
+
+
+def fingerprint(X, *, progress: bool = False) -> dict:
+    """Shape, dtype and a SHA-256 of the values of an (n, d) array, read block by block.
+
+    The hash covers the little-endian bytes of the values in C order, so the same numbers in
+    the same dtype give the same fingerprint whether the array is in memory, memory-mapped or
+    Fortran-ordered; another dtype (float32 vs float64) gives another fingerprint.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> fp = fingerprint(np.zeros((2, 3), dtype=np.float32))
+    >>> fp["shape"], fp["dtype"], fp["hash"][:7]
+    ([2, 3], 'float32', 'sha256:')
+    """
+    X = np.asarray(X) if not isinstance(X, np.ndarray) else X
+    h = hashlib.sha256()
+    h.update(f"{X.dtype.name}{list(X.shape)}".encode())
+    le = X.dtype.newbyteorder("<")
+    n = X.shape[0] if X.ndim else 1
+    row_bytes = max(1, X.itemsize * int(np.prod(X.shape[1:], dtype=np.int64)))
+    chunk = max(1, _HASH_BLOCK_BYTES // row_bytes)
+    bar = Progress(n, "fingerprint", enabled=progress)
+    view = X.reshape(1) if X.ndim == 0 else X
+    for start, stop in iter_chunks(n, chunk):
+        block = np.ascontiguousarray(view[start:stop], dtype=le)
+        h.update(memoryview(block).cast("B"))
+        bar.update(stop - start)
+    bar.close()
+    return {"shape": [int(s) for s in X.shape], "dtype": X.dtype.name,
+            "hash": "sha256:" + h.hexdigest()}
+
+
+def compare_fingerprints(expected: Mapping | None, actual: Mapping, *,
+                         what: str = "the embeddings") -> str | None:
+    """Say how two fingerprints differ (shape, dtype or values); ``None`` when they agree."""
+    if not expected:
+        return None
+    if list(expected.get("shape", [])) != list(actual.get("shape", [])):
+        return (f"{what} have shape {tuple(actual['shape'])}, but the plan was made for shape "
+                f"{tuple(expected['shape'])}")
+    if expected.get("dtype") and expected.get("dtype") != actual.get("dtype"):
+        return (f"{what} have dtype {actual['dtype']}, but the plan was made for "
+                f"{expected['dtype']}")
+    if expected.get("hash") and actual.get("hash") and expected["hash"] != actual["hash"]:
+        return (f"{what} have the same shape and dtype as those the plan was made for, but "
+                "other values (their SHA-256 differs)")
+    return None
+
+
+def embeddings_summary(X: np.ndarray, *, progress: bool = False) -> dict:
+    """Figures about an embedding matrix, scanned block by block (``coreselect info``).
+
+    Returns shape, dtype, bytes, the NaN and inf counts, the rows holding either, and the
+    number of duplicate rows (rows equal to an earlier row; rows with NaN are left out).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[1.0, 2.0], [1.0, 2.0], [np.nan, 0.0], [3.0, 4.0]])
+    >>> s = embeddings_summary(X)
+    >>> s["nan"], s["rows_not_finite"], s["duplicate_rows"], s["distinct_rows"]
+    (1, 1, 1, 2)
+    """
+    n, d = X.shape
+    n_nan = n_inf = bad_rows = 0
+    first_bad = None
+    keys = []
+    rng = np.random.default_rng(0)
+    proj = rng.normal(size=(d, 2))
+    chunk = max(1, _HASH_BLOCK_BYTES // max(1, 8 * d))
+    bar = Progress(n, "scan", enabled=progress)
+    finite_rows = []
+    for start, stop in iter_chunks(n, chunk):
+        block = np.asarray(X[start:stop], dtype=np.float64)
+        isnan = np.isnan(block)
+        isinf = np.isinf(block)
+        n_nan += int(isnan.sum())
+        n_inf += int(isinf.sum())
+        rowbad = (isnan | isinf).any(axis=1)
+        bad_rows += int(rowbad.sum())
+        if first_bad is None and rowbad.any():
+            first_bad = start + int(np.flatnonzero(rowbad)[0])
+        ok = np.flatnonzero(~rowbad)
+        # two random projections: equal rows have equal keys; equal keys are checked exactly
+        keys.append(block[ok] @ proj)
+        finite_rows.append(ok + start)
+        bar.update(stop - start)
+    bar.close()
+    keys_all = np.concatenate(keys) if keys else np.empty((0, 2))
+    rows = np.concatenate(finite_rows) if finite_rows else np.empty(0, dtype=np.int64)
+    duplicates = 0
+    if rows.size:
+        _, inverse, counts = np.unique(keys_all, axis=0, return_inverse=True,
+                                       return_counts=True)
+        inverse = inverse.reshape(-1)
+        shared = np.flatnonzero(counts[inverse] > 1)
+        if shared.size:
+            cand = np.asarray(X[np.sort(rows[shared])], dtype=np.float64)
+            distinct = np.unique(cand, axis=0).shape[0]
+            duplicates = int(cand.shape[0] - distinct)
+    return {
+        "shape": [int(n), int(d)], "dtype": X.dtype.name, "bytes": int(X.nbytes),
+        "nan": n_nan, "inf": n_inf, "rows_not_finite": bad_rows, "first_row_not_finite": first_bad,
+        "duplicate_rows": duplicates, "distinct_rows": int(rows.size - duplicates),
+    }
+
+
+# --------------------------------------------------------------------------- tables
+def read_table(path: str | os.PathLike) -> tuple[list[str], list[list[str]], list[int], dict]:
+    """Read a CSV or Parquet table as text cells.
+
+    Returns the column names, the columns (lists of strings; empty cells as ``""``), the
+    position of each row in the file (line numbers for CSV, 0-based row numbers for Parquet)
+    and the Parquet ``coreselect`` metadata (``{}`` for CSV). Lines starting with ``#`` are
+    comments.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such file.")
+    suffix = _suffix(path)
+    if suffix == ".csv":
+        names: list[str] | None = None
+        cols: list[list[str]] = []
+        where: list[int] = []
+        with open(path, encoding="utf-8", newline="") as fh:
+            for lineno, row in enumerate(csv.reader(fh), start=1):
+                if not row or (len(row) == 1 and not row[0].strip()) or row[0].startswith("#"):
+                    continue
+                if names is None:
+                    names = [c.strip().lower() for c in row]
+                    if all(_is_number(c) for c in names):
+                        # no header: columns are taken by position (index, loss, ...)
+                        names = ["index", "loss"][: len(row)] + [
+                            f"column{i}" for i in range(2, len(row))
+                        ]
+                    else:
+                        cols = [[] for _ in names]
+                        continue
+                    cols = [[] for _ in names]
+                if len(row) != len(names):
+                    raise ValueError(
+                        f"{path}, line {lineno}: {len(row)} fields; the header has {len(names)}."
+                    )
+                for c, value in zip(cols, row, strict=True):
+                    c.append(value.strip())
+                where.append(lineno)
+        if names is None:
+            raise ValueError(f"{path} is empty: no header and no rows.")
+        return names, cols, where, {}
+    if suffix == ".parquet":
+        pq = _need_pyarrow("reading .parquet")
+        import pyarrow as pa
+
+        try:
+            table = pq.read_table(path)
+        except (pa.ArrowException, OSError) as exc:
+            raise ValueError(f"{path} is not a readable Parquet file ({exc}).") from None
+        meta = {}
+        raw = (table.schema.metadata or {}).get(b"coreselect")
+        if raw:
+            meta = json.loads(raw.decode("utf-8"))
+        names = [c.lower() for c in table.column_names]
+        cols = []
+        for name in table.column_names:
+            values = table.column(name).to_pylist()
+            cols.append(["" if v is None else (repr(v) if isinstance(v, float) else str(v))
+                         for v in values])
+        return names, cols, list(range(table.num_rows)), meta
+    raise ValueError(
+        f"{path}: unknown table format {suffix or '(no suffix)'!r}; expected one of "
+        f"{', '.join(TABLE_FORMATS)}."
+    )
+
+
+def _where(path: str, pos: int) -> str:
+    return f"line {pos}" if _suffix(path) == ".csv" else f"row {pos}"
+
+
+def _first(items: list[str], limit: int = 3) -> str:
+    more = f", ... ({len(items)} in all)" if len(items) > limit else ""
+    return "; ".join(items[:limit]) + more
+
+
+def read_losses(path: str | os.PathLike, *, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Read a loss table (columns ``index`` and ``loss``) and check every row.
+
+    Errors (``ValueError``) name the first bad rows by line (CSV) or row (Parquet) number:
+    an empty or non-numeric loss, NaN, inf, a negative loss, an index that is not an integer
+    or not in ``[0, n)``, an index given twice, a file with no rows.
+
+    Returns
+    -------
+    indices : ndarray of int64
+    losses : ndarray of float64
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "losses.csv")
+    >>> _ = open(path, "w").write("index,loss\\n4,0.5\\n1,2\\n")
+    >>> read_losses(path)
+    (array([4, 1]), array([0.5, 2. ]))
+    """
+    path = os.fspath(path)
+    names, cols, where, _ = read_table(path)
+    for needed in ("index", "loss"):
+        if needed not in names:
+            raise ValueError(
+                f"{path} has no {needed!r} column; its columns are: {', '.join(names)}. "
+                "Expected columns 'index' and 'loss' (the queries file, filled in)."
+            )
+    idx_text = cols[names.index("index")]
+    loss_text = cols[names.index("loss")]
+    if not where:
+        raise ValueError(f"{path} has a header but no rows.")
+    problems: list[str] = []
+    indices = np.empty(len(where), dtype=np.int64)
+    losses = np.empty(len(where), dtype=np.float64)
+    for pos, (it, lt, at) in enumerate(zip(idx_text, loss_text, where, strict=True)):
+        w = _where(path, at)
+        try:
+            i = int(it)
+        except ValueError:
+            try:
+                fi = float(it)
+            except ValueError:
+                fi = float("nan")
+            if not fi.is_integer():
+                problems.append(f"{w}: index {it!r} is not an integer")
+                continue
+            i = int(fi)
+        if i < 0 or (n is not None and i >= n):
+            rng = f"[0, {n})" if n is not None else ">= 0"
+            problems.append(f"{w}: index {i} is not a row of the data (must be in {rng})")
+            continue
+        indices[pos] = i
+        if lt == "":
+            problems.append(f"{w} (index {i}): no loss given (empty cell)")
+            continue
+        try:
+            v = float(lt)
+        except ValueError:
+            problems.append(f"{w} (index {i}): loss {lt!r} is not a number")
+            continue
+        if v != v:
+            problems.append(f"{w} (index {i}): loss is NaN")
+        elif not math.isfinite(v):
+            problems.append(f"{w} (index {i}): loss {lt!r} is not finite")
+        elif v < 0:
+            problems.append(f"{w} (index {i}): loss {v!r} is negative; losses must be >= 0")
+        losses[pos] = v
+    if problems:
+        raise ValueError(f"{path}: {len(problems)} bad rows: {_first(problems)}.")
+    order = np.argsort(indices, kind="stable")
+    dup = np.flatnonzero(np.diff(indices[order]) == 0)
+    if dup.size:
+        msgs = []
+        for j in dup[:3]:
+            a, b = order[j], order[j + 1]
+            msgs.append(f"index {int(indices[a])} on {_where(path, where[a])} and "
+                        f"{_where(path, where[b])}")
+        raise ValueError(
+            f"{path}: {dup.size} indices are given more than once: {_first(msgs)}."
+        )
+    return indices, losses
+
+
+def match_losses(indices: np.ndarray, losses: np.ndarray, expected, *, path: str = "losses",
+                 allow_extra: bool = False) -> np.ndarray:
+    """Losses in the order of ``expected``; every expected index must be present.
+
+    Indices not in ``expected`` are an error unless ``allow_extra`` (they are then ignored).
+
+    Examples
+    --------
+    >>> match_losses(np.array([7, 2]), np.array([1.0, 3.0]), [2, 7]).tolist()
+    [3.0, 1.0]
+    """
+    expected = np.asarray(expected, dtype=np.int64).reshape(-1)
+    order = np.argsort(indices, kind="stable")
+    sorted_idx = indices[order]
+    pos = np.searchsorted(sorted_idx, expected)
+    pos_c = np.minimum(pos, max(0, len(sorted_idx) - 1))
+    found = (pos < len(sorted_idx)) & (sorted_idx[pos_c] == expected) if len(sorted_idx) else \
+        np.zeros(len(expected), dtype=bool)
+    if not found.all():
+        missing = np.unique(expected[~found])
+        shown = ", ".join(str(int(i)) for i in missing[:5])
+        raise ValueError(
+            f"{path} has no loss for {missing.size} of the {np.unique(expected).size} indices "
+            f"needed (first: {shown}{', ...' if missing.size > 5 else ''})."
+        )
+    extra = np.setdiff1d(indices, expected)
+    if extra.size:
+        if not allow_extra:
+            shown = ", ".join(str(int(i)) for i in extra[:5])
+            raise ValueError(
+                f"{path} gives losses for {extra.size} indices that were not queried (first: "
+                f"{shown}{', ...' if extra.size > 5 else ''}); is it the answer to another plan?"
+            )
+        logger.info("%s: ignoring %d losses of rows not in the selection", path, extra.size)
+    return losses[order[pos_c]]
+
+
+# --------------------------------------------------------------------------- selections
+def write_selection(path: str | os.PathLike, sel, *, force: bool = False,
+                    extra_meta: Mapping[str, Any] | None = None) -> list[str]:
+    """Write a :class:`~coreselect.Selection` as ``.csv``, ``.parquet`` or ``.npz``, atomically.
+
+    CSV and Parquet get one row per draw: ``index, weight, probability, center,
+    cluster_size`` (the center's pool index and how many rows it stands for). What
+    :func:`read_selection` needs besides (``n``, ``replace``, the queried losses...) goes into
+    the Parquet metadata, or for CSV into a side file ``PATH.json``. Returns the paths written.
+    """
+    path = os.fspath(path)
+    suffix = _suffix(path)
+    formats = (".csv", ".parquet", ".npz")
+    check_output(path, force=force, formats=formats)
+    if suffix == ".npz":
+        with atomic_path(path, force=force) as tmp:
+            tmp_npz = tmp + ".npz"
+            try:
+                sel.save(tmp_npz)
+                os.replace(tmp_npz, tmp)
+            finally:
+                with contextlib.suppress(OSError):
+                    os.remove(tmp_npz)
+        return [path]
+    meta = {k: v for k, v in sel.to_dict().items()
+            if k in ("n", "replace", "method", "params", "diagnostics", "query_indices",
+                     "query_losses", "cluster_sizes")}
+    meta["format"] = _SELECTION_FORMAT
+    if extra_meta:
+        meta.update(extra_meta)
+    if sel.cluster_sizes.size and sel.query_indices.size:
+        order = np.argsort(sel.query_indices, kind="stable")
+        pos = np.searchsorted(sel.query_indices[order], sel.centers)
+        pos = np.minimum(pos, sel.query_indices.size - 1)
+        ok = sel.query_indices[order][pos] == sel.centers
+        sizes = np.where(ok, sel.cluster_sizes[order][pos], 0)
+    else:
+        sizes = np.zeros(sel.size, dtype=np.int64)
+    columns = {"index": sel.indices, "weight": sel.weights, "probability": sel.probabilities,
+               "center": sel.centers, "cluster_size": sizes}
+    if suffix == ".parquet":
+        write_table(path, columns, force=force, metadata=meta)
+        return [path]
+    side = path + ".json"
+    check_output(side, force=force)
+    with atomic_path(side, force=force) as tmp_side:
+        with open(tmp_side, "w", encoding="utf-8") as fh:
+            json.dump(meta, fh, indent=1)
+        # the side file is renamed after the table, so that a failure leaves neither
+        write_table(path, columns, force=force)
+    return [path, side]
+
+
+def read_selection(path: str | os.PathLike):
+    """Read a selection written by :func:`write_selection` (or ``Selection.save``)."""
+    from .selection import Selection
+
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such file.")
+    suffix = _suffix(path)
+    if suffix == ".npz":
+        try:
+            return Selection.load(path)
+        except (zipfile.BadZipFile, OSError, KeyError) as exc:
+            raise ValueError(f"{path} is not a coreselect selection file ({exc}).") from None
+    names, cols, where, meta = read_table(path)
+    if suffix == ".csv":
+        side = path + ".json"
+        if not os.path.exists(side):
+            raise ValueError(
+                f"{path}: its side file {side} (written by coreselect next to the selection) is "
+                "missing; it holds the pool size and how the rows were drawn."
+            )
+        with open(side, encoding="utf-8") as fh:
+            try:
+                meta = json.load(fh)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{side} is not valid JSON ({exc}).") from None
+    if meta.get("format") != _SELECTION_FORMAT:
+        raise ValueError(f"{path} is not a selection written by coreselect (no metadata).")
+    missing = [c for c in _SELECTION_COLUMNS[:3] if c not in names]
+    if missing:
+        raise ValueError(f"{path} has no {missing[0]!r} column; columns: {', '.join(names)}.")
+    try:
+        arrays = {
+            "indices": np.array([int(v) for v in cols[names.index("index")]], dtype=np.int64),
+            "weights": np.array([float(v) for v in cols[names.index("weight")]]),
+            "probabilities": np.array([float(v) for v in cols[names.index("probability")]]),
+        }
+        if "center" in names:
+            arrays["centers"] = np.array([int(v) for v in cols[names.index("center")]],
+                                         dtype=np.int64)
+    except ValueError as exc:
+        raise ValueError(f"{path}: a cell is not a number ({exc}).") from None
+    meta = dict(meta)
+    meta.pop("format", None)
+    known = ("n", "replace", "method", "params", "diagnostics", "query_indices",
+             "query_losses", "cluster_sizes")
+    kwargs = {k: meta[k] for k in known if k in meta}
+    if "n" not in kwargs:
+        raise ValueError(f"{path}: the metadata has no pool size 'n'.")
+    return Selection(**arrays, **kwargs)
