@@ -35,3 +35,9 @@ def __getattr__(name: str):
 
 def __dir__():
     return sorted(set(globals()) | set(_NAMES))
+
+
+# These submodules share their function's name: importing one (from any module) would leave
+# the module object under that name, so the functions are bound now (both are light).
+from .badge import badge  # noqa: E402, F401
+from .uniform import uniform  # noqa: E402, F401

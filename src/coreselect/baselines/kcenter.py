@@ -1,0 +1,238 @@
+"""k-center greedy (Sener & Savarese 2018; Gonzalez 1985), in O(n d) per step and O(n) memory.
+
+The state is one vector ``mind`` of length n: each row's squared distance to the nearest
+chosen center. A step adds the row farthest from the chosen set and lowers ``mind`` with the
+distances to that one new center, so that no ``n x n`` or ``size x n`` matrix is ever held.
+
+A step goes through the rows in chunks. A GEMV in the array's own dtype gives every row a
+lower bound on its distance to the new center (the expansion
+``||x - mu||^2 - 2 (x - mu).(c - mu) + ||c - mu||^2`` about the mean ``mu`` minus a rounding
+error bound); only the rows where that bound falls below ``mind`` (the new center's cell and
+near ties) get their distance recomputed exactly in float64 from the difference vector.
+``mind`` therefore always holds exact float64 distances, whatever the chunk size.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from .._progress import Progress
+from .._validation import (
+    check_embeddings,
+    check_indices,
+    check_positive_int,
+    check_random_state,
+    iter_chunks,
+)
+from ..assign import assign
+from ..selection import Selection
+
+__all__ = ["k_center_greedy"]
+
+logger = logging.getLogger(__name__)
+
+# Up to this many labelled rows are folded in one by one (exact minimum); more go through the
+# chunked float32 GEMM assignment of coreselect.assign.
+_EXACT_INITIAL = 32
+# Bytes of X per chunk of one step (small enough for the chunk's vectors to stay in cache).
+_CHUNK_BYTES = 4 * 2**20
+
+
+def _default_chunk(n_features: int, itemsize: int) -> int:
+    return int(max(256, _CHUNK_BYTES // (n_features * itemsize)))
+
+
+class _MinDistance:
+    """Squared distance of every row to its nearest center, lowered one center at a time."""
+
+    def __init__(self, X: np.ndarray, chunk: int):
+        self.X = X
+        n, d = X.shape
+        self.chunk = chunk
+        self.work = X.dtype if X.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+        # a bound on the relative rounding error of a length-d dot product in the work dtype,
+        # with room to spare (the rounding of the center and the float64 terms included)
+        self.tol = 4.0 * (d + 4) * float(np.finfo(self.work).eps)
+        mu = np.zeros(d)
+        for a, b in iter_chunks(n, chunk):
+            mu += np.asarray(X[a:b], dtype=np.float64).sum(axis=0)
+        self.mu = mu / n
+        self.xnorm = np.empty(n)  # ||x||
+        self.base = np.empty(n)  # (1 - tol) ||x - mu||^2
+        for a, b in iter_chunks(n, chunk):
+            xb = np.asarray(X[a:b], dtype=np.float64)
+            self.xnorm[a:b] = np.sqrt(np.einsum("ij,ij->i", xb, xb))
+            xb -= self.mu
+            self.base[a:b] = np.einsum("ij,ij->i", xb, xb)
+        self.base *= 1.0 - self.tol
+        self.mind = np.full(n, np.inf)
+        m = min(chunk, n)
+        self._t = np.empty(m)
+        self._u = np.empty(m)
+
+    def add(self, j: int) -> None:
+        """Lower ``mind`` with the distances to row ``j``."""
+        X, mind, tol = self.X, self.mind, self.tol
+        c64 = np.asarray(X[j], dtype=np.float64)
+        cp = c64 - self.mu
+        cpn2 = float(cp @ cp)
+        s = float(self.mu @ cp)
+        cw = cp.astype(self.work)
+        slope = 2.0 * tol * np.sqrt(cpn2)  # error bound: slope ||x|| + tol ||x-mu||^2 + const
+        const = 2.0 * s + cpn2 - tol * (2.0 * abs(s) + cpn2)
+        for a, b in iter_chunks(X.shape[0], self.chunk):
+            m = b - a
+            t, u = self._t[:m], self._u[:m]
+            g = np.matmul(X[a:b], cw)
+            np.multiply(g, -2.0, out=t)
+            t += self.base[a:b]
+            np.multiply(self.xnorm[a:b], slope, out=u)
+            t -= u
+            t += const
+            # t is a lower bound on ||x - c||^2: only rows where it beats mind can change
+            rows = np.flatnonzero(t < mind[a:b])
+            if rows.size:
+                rows += a
+                diff = np.asarray(X[rows], dtype=np.float64)
+                diff -= c64
+                np.minimum(mind[rows], np.einsum("ij,ij->i", diff, diff), out=t[: rows.size])
+                mind[rows] = t[: rows.size]
+
+
+def _pick(mind: np.ndarray, outliers: int) -> int:
+    """The row at rank ``outliers`` by decreasing ``mind`` (ties: smallest index first)."""
+    if outliers == 0:
+        return int(np.argmax(mind))
+    n = mind.shape[0]
+    v = np.partition(mind, n - 1 - outliers)[n - 1 - outliers]
+    greater = int(np.count_nonzero(mind > v))
+    return int(np.flatnonzero(mind == v)[outliers - greater])
+
+
+def _radius(mind: np.ndarray, rank: int = 0) -> float:
+    """sqrt of the (rank+1)-th largest squared distance of a row that is not a center."""
+    free = mind[mind >= 0]
+    if free.size <= rank:
+        return 0.0
+    if rank == 0:
+        return float(np.sqrt(free.max()))
+    return float(np.sqrt(np.partition(free, free.size - 1 - rank)[free.size - 1 - rank]))
+
+
+def k_center_greedy(X, size: int, *, initial=None, seed=None, outliers: int = 0,
+                    chunk_size: int | None = None, progress: bool = False) -> Selection:
+    """Greedy k-center selection: repeatedly add the row farthest from the chosen set.
+
+    The core-set strategy of Sener & Savarese (2018): starting from the labelled rows
+    ``initial`` (or from one uniformly random row), each step selects the row whose Euclidean
+    distance to its nearest chosen row is largest. The covering radius is at most twice the
+    best possible one with ``size`` centers added to ``initial`` (Gonzalez 1985).
+
+    Parameters
+    ----------
+    X : array-like of shape (n, d)
+        Embeddings (a memory-mapped array is read chunk by chunk, once per step).
+    size : int
+        Rows to select, at most ``n - len(initial)``.
+    initial : array-like of int, optional
+        Rows already labelled. They count as centers from the start and are never selected.
+        Without it the first selected row is drawn uniformly at random.
+    seed : None, int or numpy.random.Generator
+        Used only for the first row when ``initial`` is empty.
+    outliers : int, default=0
+        Robust variant: each step takes the row of rank ``outliers + 1`` by distance instead
+        of the farthest, so that up to ``outliers`` isolated rows are never spent a center on.
+    chunk_size : int, optional
+        Rows per chunk (about 4 MiB of X by default). It does not change the result.
+    progress : bool, default=False
+        Show a progress bar on stderr.
+
+    Returns
+    -------
+    Selection
+        ``indices`` in the order they were selected; ``method="kcenter"``. The selection is
+        deterministic given the first row (ties go to the smallest row index), so its
+        ``weights`` (``N / size`` with ``N = n - len(initial)``) and ``probabilities``
+        (``size / N``) are nominal, as for a uniform sample of the same size: they make no
+        unbiasedness claim. ``diagnostics`` holds ``radius`` (the final covering radius over
+        all rows), ``pick_distances`` (each selected row's distance to the centers chosen
+        before it) and, with ``outliers``, ``radius_excluding_outliers``.
+
+    Notes
+    -----
+    Each step costs O(n d) (one GEMV over X) plus exact float64 distances for the rows the
+    new center may move; memory is O(n + chunk_size d). With more than 32 labelled rows the
+    distances to ``initial`` come from :func:`coreselect.assign.assign` (float32 GEMM to find
+    the nearest labelled row, exact float64 distance to it).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[0.0], [1.0], [2.0], [10.0], [11.0]])
+    >>> sel = k_center_greedy(X, 2, initial=[0])
+    >>> sel.indices.tolist(), sel.diagnostics["radius"]
+    ([4, 2], 1.0)
+    """
+    X = check_embeddings(X)
+    n, d = X.shape
+    rng = check_random_state(seed)
+    init = np.unique(check_indices([] if initial is None else initial, n, name="initial"))
+    avail = n - init.size
+    if avail == 0:
+        raise ValueError(f"initial covers all n={n} rows of X; nothing is left to select.")
+    if isinstance(size, (int, np.integer)) and not isinstance(size, bool) and size > avail:
+        raise ValueError(
+            f"size must be at most n - len(initial) = {avail}; got {int(size)}."
+        )
+    size = check_positive_int(size, "size", minimum=1, maximum=avail,
+                              maximum_name="n - len(initial)")
+    outliers = check_positive_int(outliers, "outliers", minimum=0, maximum=avail - size,
+                                  maximum_name="n - len(initial) - size")
+    if chunk_size is None:
+        chunk = _default_chunk(d, X.dtype.itemsize)
+    else:
+        chunk = check_positive_int(chunk_size, "chunk_size", minimum=1)
+    state = _MinDistance(X, chunk)
+    mind = state.mind
+    if init.size > _EXACT_INITIAL:
+        _, dist = assign(X, np.asarray(X[init]), z=2.0, chunk_size=chunk_size)
+        mind[:] = dist
+    else:
+        for j in init:
+            state.add(int(j))
+    mind[init] = -1.0
+    initial_radius = _radius(mind) if init.size else None
+
+    picks = np.empty(size, dtype=np.int64)
+    pick_dist = np.empty(size)
+    bar = Progress(size, "k-center", enabled=progress, unit="centers")
+    for t in range(size):
+        j = int(rng.integers(n)) if (t == 0 and init.size == 0) else _pick(mind, outliers)
+        picks[t] = j
+        pick_dist[t] = np.sqrt(mind[j]) if np.isfinite(mind[j]) else np.inf
+        mind[j] = -1.0
+        state.add(j)
+        bar.update(1)
+    bar.close()
+
+    diagnostics = {
+        "radius": _radius(mind),
+        "pick_distances": [float(v) for v in pick_dist],
+    }
+    if initial_radius is not None:
+        diagnostics["initial_radius"] = initial_radius
+    if outliers:
+        diagnostics["radius_excluding_outliers"] = _radius(mind, outliers)
+    logger.debug("k-center greedy: %d centers, radius %.6g", size, diagnostics["radius"])
+    return Selection(
+        indices=picks,
+        weights=np.full(size, avail / size),
+        probabilities=np.full(size, size / avail),
+        n=n,
+        replace=False,
+        method="kcenter",
+        params={"size": size, "n_initial": int(init.size), "outliers": outliers},
+        diagnostics=diagnostics,
+    )

@@ -1,0 +1,192 @@
+"""Every selection strategy by name, behind one calling convention.
+
+Experiments and the command line ask for a strategy by name::
+
+    select = get_strategy("kcenter")
+    sel = select(size, X=X, probs=probs, oracle=oracle, labelled=labelled, seed=seed, **options)
+
+The convention: ``size`` first; then keyword-only inputs, of which each strategy uses the
+ones it needs (``STRATEGIES[name]["requires"]``) and ignores the others:
+
+- ``X``: (n, d) embeddings (k-center, BADGE's penultimate layer, sensitivity, leverage);
+- ``probs``: (n, C) class probabilities of the current model (margin, least confidence,
+  entropy, BADGE);
+- ``oracle``: ``oracle(indices) -> losses`` (sensitivity);
+- ``n``: the pool size, for uniform when neither ``X`` nor ``probs`` is given;
+- ``labelled``: rows already labelled. They are never selected again, and k-center treats
+  them as centers; ``"sensitivity"`` and ``"leverage"`` sample the whole pool and refuse it;
+- ``seed``: None, an int or a Generator;
+- ``**options``: passed to the strategy's function (``replace``, ``outliers``,
+  ``n_clusters``, ``chunk_size``, ...).
+
+Every strategy returns a :class:`coreselect.Selection` whose ``method`` is its name.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+
+from ..selection import Selection
+
+__all__ = ["STRATEGIES", "get_strategy"]
+
+STRATEGIES: dict[str, dict] = {
+    "uniform": {
+        "description": "uniform random rows, weights N/s (unbiased)",
+        "requires": ("n",),
+        "function": "coreselect.baselines.uniform",
+    },
+    "kcenter": {
+        "description": "k-center greedy core-set (Sener & Savarese 2018): farthest row first",
+        "requires": ("X",),
+        "function": "coreselect.baselines.k_center_greedy",
+    },
+    "margin": {
+        "description": "smallest gap between the two most likely classes",
+        "requires": ("probs",),
+        "function": "coreselect.baselines.margin",
+    },
+    "least_confidence": {
+        "description": "lowest probability of the most likely class",
+        "requires": ("probs",),
+        "function": "coreselect.baselines.least_confidence",
+    },
+    "entropy": {
+        "description": "highest entropy of the class probabilities",
+        "requires": ("probs",),
+        "function": "coreselect.baselines.entropy",
+    },
+    "badge": {
+        "description": "BADGE (Ash et al. 2020): k-means++ on gradient embeddings",
+        "requires": ("probs", "X"),
+        "function": "coreselect.baselines.badge",
+    },
+    "sensitivity": {
+        "description": "sensitivity sampling (Algorithm 1): loss at k centers, then weighted draws",
+        "requires": ("X", "oracle"),
+        "function": "coreselect.sensitivity_sample",
+    },
+    "leverage": {
+        "description": "leverage-score sampling of the rows of a regression design matrix",
+        "requires": ("X",),
+        "function": "coreselect.baselines.leverage_sample",
+    },
+}
+
+_ALIASES = {
+    "k_center_greedy": "kcenter",
+    "k_center": "kcenter",
+    "coreset": "kcenter",
+    "sensitivity_sample": "sensitivity",
+    "leverage_sample": "leverage",
+}
+
+_INPUT_HELP = {
+    "X": "X (an (n, d) embedding matrix)",
+    "probs": "probs (an (n, C) class-probability matrix)",
+    "oracle": "oracle (a callable indices -> losses)",
+}
+
+
+def _need(name: str, inputs: dict, *keys: str) -> None:
+    for key in keys:
+        if inputs.get(key) is None:
+            raise ValueError(f"strategy {name!r} needs {_INPUT_HELP[key]}; got None.")
+
+
+def _no_labelled(name: str, labelled) -> None:
+    if labelled is not None:
+        raise ValueError(
+            f"strategy {name!r} samples the whole pool and does not take labelled; got "
+            f"{len(labelled)} rows. Pass labelled=None."
+        )
+
+
+def _function(name: str) -> Callable:
+    module, _, attr = STRATEGIES[name]["function"].rpartition(".")
+    return getattr(importlib.import_module(module), attr)
+
+
+def _pool_size(n, X, probs) -> int:
+    for arr in (X, probs):
+        if arr is not None:
+            shape = getattr(arr, "shape", None)
+            return int(shape[0]) if shape is not None else len(arr)
+    if n is None:
+        raise ValueError(
+            "strategy 'uniform' needs the pool size: pass n, X or probs; got none of them."
+        )
+    return n
+
+
+def _make(name: str) -> Callable[..., Selection]:
+    fn = _function(name)
+
+    def select(size: int, *, X=None, probs=None, oracle=None, n=None, labelled=None,
+               seed=None, **options) -> Selection:
+        inputs = {"X": X, "probs": probs, "oracle": oracle}
+        if name == "uniform":
+            return fn(_pool_size(n, X, probs), size, seed=seed, exclude=labelled, **options)
+        if name == "kcenter":
+            _need(name, inputs, "X")
+            return fn(X, size, initial=labelled, seed=seed, **options)
+        if name in ("margin", "least_confidence", "entropy"):
+            _need(name, inputs, "probs")
+            return fn(probs, size, seed=seed, exclude=labelled, **options)
+        if name == "badge":
+            _need(name, inputs, "probs", "X")
+            return fn(probs, X, size, seed=seed, exclude=labelled, **options)
+        if name == "sensitivity":
+            _need(name, inputs, "X", "oracle")
+            _no_labelled(name, labelled)
+            options.setdefault("n_clusters", max(1, int(size) // 5))
+            return fn(X, oracle, size, seed=seed, **options)
+        # leverage
+        _need(name, inputs, "X")
+        _no_labelled(name, labelled)
+        return fn(X, size, seed=seed, **options)
+
+    select.__name__ = f"select_{name}"
+    select.__qualname__ = select.__name__
+    select.__doc__ = (
+        f"Strategy {name!r}: {STRATEGIES[name]['description']}.\n\n"
+        f"Calls ``{STRATEGIES[name]['function']}`` with the common convention of "
+        "``coreselect.baselines.registry``; returns a Selection."
+    )
+    return select
+
+
+def get_strategy(name: str) -> Callable[..., Selection]:
+    """The selection strategy called ``name``, with the common calling convention.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`STRATEGIES` (``"uniform"``, ``"kcenter"``, ``"margin"``,
+        ``"least_confidence"``, ``"entropy"``, ``"badge"``, ``"sensitivity"``,
+        ``"leverage"``) or an alias (``"k_center_greedy"``, ``"sensitivity_sample"``, ...).
+
+    Returns
+    -------
+    callable
+        ``select(size, *, X=None, probs=None, oracle=None, n=None, labelled=None, seed=None,
+        **options) -> Selection`` (see the module docstring). For ``"sensitivity"``,
+        ``n_clusters`` defaults to ``max(1, size // 5)`` (the paper's k'' = 0.2 k).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> select = get_strategy("kcenter")
+    >>> X = np.array([[0.0], [1.0], [5.0], [9.0]])
+    >>> select(1, X=X, labelled=[0]).indices.tolist()
+    [3]
+    >>> get_strategy("uniform")(2, n=10, seed=0).method
+    'uniform'
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str; got {type(name).__name__} {name!r}.")
+    key = _ALIASES.get(name.lower(), name.lower())
+    if key not in STRATEGIES:
+        raise ValueError(f"name must be one of {sorted(STRATEGIES)}; got {name!r}.")
+    return _make(key)

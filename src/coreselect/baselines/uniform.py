@@ -1,0 +1,81 @@
+"""Uniform sampling: the simplest baseline, and an unbiased one."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._validation import check_indices, check_positive_int, check_random_state, check_size
+from ..selection import Selection
+
+__all__ = ["uniform", "available_rows"]
+
+
+def available_rows(n: int, exclude) -> np.ndarray | None:
+    """The rows of ``range(n)`` not in ``exclude`` (sorted), or None when nothing is excluded."""
+    if exclude is None:
+        return None
+    ex = np.unique(check_indices(exclude, n, name="exclude"))
+    if ex.size == 0:
+        return None
+    keep = np.ones(n, dtype=bool)
+    keep[ex] = False
+    return np.flatnonzero(keep)
+
+
+def uniform(n: int, size: int, *, seed=None, replace: bool = False, exclude=None) -> Selection:
+    """Draw ``size`` rows of a pool of ``n`` uniformly at random.
+
+    Parameters
+    ----------
+    n : int
+        The pool size.
+    size : int
+        s, the number of draws (at most the number of available rows when
+        ``replace=False``).
+    seed : None, int or numpy.random.Generator
+        The same seed gives the same selection.
+    replace : bool, default=False
+        i.i.d. draws (True; a row can come more than once) or distinct rows (False).
+    exclude : array-like of int, optional
+        Rows that must not be drawn (e.g. the ones already labelled). The sample is then
+        uniform over the ``N = n - len(exclude)`` other rows.
+
+    Returns
+    -------
+    Selection
+        ``weights`` are ``N / s`` (``N = n`` without ``exclude``) and ``probabilities`` are
+        the inclusion probability ``s / N`` (``replace=False``) or the per-draw probability
+        ``1 / N`` (``replace=True``), so that ``sum(w * loss)`` is an unbiased estimate of
+        the total loss of the available rows. ``method`` is ``"uniform"``.
+
+    Examples
+    --------
+    >>> sel = uniform(100, 10, seed=0)
+    >>> sel.indices.shape, float(sel.weights[0]), float(sel.probabilities[0])
+    ((10,), 10.0, 0.1)
+    >>> len(set(sel.indices.tolist()))
+    10
+    """
+    n = check_positive_int(n, "n", minimum=1)
+    rng = check_random_state(seed)
+    rows = available_rows(n, exclude)
+    pool = n if rows is None else int(rows.shape[0])
+    if pool == 0:
+        raise ValueError(f"exclude covers all n={n} rows; nothing is left to draw.")
+    size = check_size(size, pool, replace=replace)
+    if replace:
+        pos = rng.integers(0, pool, size=size)
+        prob = 1.0 / pool
+    else:
+        pos = rng.choice(pool, size=size, replace=False)
+        prob = size / pool
+    idx = pos if rows is None else rows[pos]
+    return Selection(
+        indices=idx.astype(np.int64),
+        weights=np.full(size, pool / size),
+        probabilities=np.full(size, prob),
+        n=n,
+        replace=replace,
+        method="uniform",
+        params={"size": size, "n_available": pool, "n_excluded": n - pool},
+    )
