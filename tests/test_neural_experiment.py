@@ -1,0 +1,122 @@
+"""The neural-network experiment end to end, on tiny generated images in the IDX format."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import struct
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+torch.set_num_threads(1)
+
+from coreselect.experiments import neural  # noqa: E402
+
+
+def _write_idx(path, arr):
+    head = bytes([0, 0, 8, arr.ndim]) + struct.pack(">" + "I" * arr.ndim, *arr.shape)
+    path.write_bytes(gzip.compress(head + arr.astype(np.uint8).tobytes()))
+
+
+@pytest.fixture(scope="module")
+def mnist_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("mnist")
+    rng = np.random.default_rng(0)
+    xtr, ytr = neural._generated_images(400, rng)
+    xte, yte = neural._generated_images(200, rng)
+    _write_idx(folder / "train-images-idx3-ubyte.gz", xtr)
+    _write_idx(folder / "train-labels-idx1-ubyte.gz", ytr)
+    _write_idx(folder / "t10k-images-idx3-ubyte.gz", xte)
+    _write_idx(folder / "t10k-labels-idx1-ubyte.gz", yte)
+    return folder
+
+
+def _run(out, mnist_dir, *extra):
+    argv = ["--dataset", "mnist", "--data-dir", str(mnist_dir), "--budgets", "60", "--reps", "1",
+            "--methods", "uniform,loss", "--epochs", "2", "--out", str(out), "--quiet", *extra]
+    assert neural.main(argv) == 0
+    with open(out / "neural_mnist.csv") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_end_to_end_and_rerun_gives_same_numbers(tmp_path, mnist_dir, capsys):
+    rows = _run(tmp_path / "a", mnist_dir)
+    assert [r["method"] for r in rows] == ["uniform", "loss"]
+    by = {r["method"]: r for r in rows}
+    # k = 60: k' = 12 warm, k'' = 12 centers, 36 sampled; 60 distinct labelled rows each
+    assert by["loss"]["n_warm"] == "12" and by["loss"]["n_centers"] == "12"
+    assert by["loss"]["n_sampled"] == "36" and by["loss"]["oracle_queries"] == "12"
+    assert by["uniform"]["n_train"] == by["loss"]["n_train"] == "60"
+    assert by["uniform"]["oracle_queries"] == "0"
+    for r in rows:
+        assert 0.0 <= float(r["accuracy"]) <= 1.0
+    out = capsys.readouterr().out
+    assert "| uniform |" in out and "loss-based Alg. 1" in out
+    md = (tmp_path / "a" / "neural_mnist.md").read_text()
+    assert "k = 60" in md
+    with open(tmp_path / "a" / "neural_mnist_summary.csv") as fh:
+        summary = list(csv.DictReader(fh))
+    assert {s["method"] for s in summary} == {"uniform", "loss"}
+    again = _run(tmp_path / "b", mnist_dir)
+    assert [r["accuracy"] for r in again] == [r["accuracy"] for r in rows]
+    other = _run(tmp_path / "c", mnist_dir, "--seed", "1")
+    assert [r["accuracy"] for r in other] != [r["accuracy"] for r in rows] or \
+        [r["select_time_s"] for r in other] != [r["select_time_s"] for r in rows]
+
+
+def test_resume_keeps_done_repetitions(tmp_path, mnist_dir):
+    rows = _run(tmp_path, mnist_dir)
+    resumed = _run(tmp_path, mnist_dir, "--resume")
+    assert [r["accuracy"] for r in resumed] == [r["accuracy"] for r in rows]
+    assert [r["select_time_s"] for r in resumed] == [r["select_time_s"] for r in rows]
+
+
+def test_generated_dataset_grad_unweighted():
+    rows = neural.run("generated", [50], 1, ["uniform", "grad"], pool_size=300, test_size=100,
+                      epochs=1, weighting="none", progress=False)
+    assert [r["method"] for r in rows] == ["uniform", "grad"]
+    assert rows[1]["n_train"] == 50 and rows[1]["weighting"] == "none"
+
+
+def test_sensitivity_select_excludes_centers_and_weights():
+    rng = np.random.default_rng(0)
+    E = np.vstack([rng.normal(0, 1, (100, 2)), rng.normal(8, 1, (100, 2))])
+    loss = np.r_[np.zeros(100), np.ones(100)]
+    sel = neural.sensitivity_select(E, loss.__getitem__, 4, 30, seed=1)
+    assert sel.size == 30 and np.unique(sel.indices).size == 30
+    assert not np.intersect1d(sel.indices, sel.query_indices).size
+    np.testing.assert_allclose(sel.weights, 1.0 / sel.probabilities)
+    assert np.all(sel.probabilities <= 1.0)
+    # with lam = 0 only clusters whose center has a positive loss are sampled
+    sel0 = neural.sensitivity_select(E, loss.__getitem__, 2, 30, lam=0.0, seed=1)
+    assert np.all(sel0.indices >= 100)
+
+
+def test_summarize_paired_interval_hand_case():
+    rows = []
+    for rep, (u, m) in enumerate([(0.80, 0.82), (0.70, 0.73), (0.90, 0.91)]):
+        for meth, acc in (("uniform", u), ("loss", m)):
+            rows.append({"budget": 10, "rep": rep, "method": meth, "accuracy": acc,
+                         "select_time_s": 0.5, "embed_time_s": 0.0, "oracle_queries": 2,
+                         "embedded": 0})
+    s = {x["method"]: x for x in neural.summarize(rows)}
+    d = np.array([0.02, 0.03, 0.01])
+    half = 4.302652729911275 * d.std(ddof=1) / np.sqrt(3)  # t_{0.975, 2}
+    assert s["loss"]["diff_uniform"] == pytest.approx(0.02)
+    assert s["loss"]["diff_ci_low"] == pytest.approx(0.02 - half)
+    assert s["loss"]["diff_ci_high"] == pytest.approx(0.02 + half)
+    assert s["uniform"]["mean"] == pytest.approx(0.8)
+    assert s["uniform"]["std"] == pytest.approx(0.1)
+    assert np.isnan(s["uniform"]["diff_uniform"])
+
+
+def test_cli_errors(capsys):
+    with pytest.raises(SystemExit):
+        neural.main(["--methods", "uniform,bogus"])
+    assert "unknown method" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        neural.main(["--budgets", "0"])
+    with pytest.raises(SystemExit):
+        neural.main(["--lam", "-1"])
