@@ -17,6 +17,7 @@ Examples
 from __future__ import annotations
 
 from . import baselines
+from .adaptive import adaptive_sample
 from .clustering import Clustering, kz_clustering
 from .oracle import LossCache, OracleError, ask_oracle
 from .regression import RegressionSelection, regression_sample
@@ -28,6 +29,7 @@ __version__ = "0.1.0"
 __all__ = [
     "sensitivity_sample",
     "SensitivitySampler",
+    "adaptive_sample",
     "regression_sample",
     "RegressionSelection",
     "Selection",

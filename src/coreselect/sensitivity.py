@@ -42,14 +42,23 @@ def resolve_lam(lam, hat_total: float, cost: float) -> tuple[float, str]:
     return float(hat_total / cost), "auto: lam = sum(l_hat) / Phi (half the mass each)"
 
 
-def sensitivity_probabilities(l_hat: np.ndarray, v: np.ndarray, lam: float) -> np.ndarray:
+def sensitivity_probabilities(l_hat: np.ndarray, v: np.ndarray, lam: float,
+                              mix: float = 0.0) -> np.ndarray:
     """``p = (l_hat + lam v) / sum(l_hat + lam v)``; uniform (with a warning) if the mass is 0.
+
+    ``mix`` (alpha in [0, 1]) is defensive mixing: ``p = alpha / n + (1 - alpha) p``. Every
+    row then has ``p >= alpha / n``, so the estimator's second moment ``sum l^2 / p`` is at
+    most ``1 / alpha`` times uniform sampling's whatever the loss is (no row is starved when
+    the loss is not Hoelder), at the price of at most a factor ``1 / (1 - alpha)`` on the
+    sensitivity part when the loss is.
 
     Examples
     --------
     >>> import numpy as np
     >>> sensitivity_probabilities(np.array([1.0, 1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0, 1.0]), 1.0)
-    array([0.2, 0.4, 0. , 0.4])
+    array([0.25, 0.5 , 0.  , 0.25])
+    >>> sensitivity_probabilities(np.array([1.0, 1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0, 1.0]), 1.0, mix=0.2)
+    array([0.25, 0.45, 0.05, 0.25])
     """
     mass = np.asarray(l_hat, dtype=np.float64) + lam * np.asarray(v, dtype=np.float64)
     total = float(mass.sum())
@@ -64,6 +73,9 @@ def sensitivity_probabilities(l_hat: np.ndarray, v: np.ndarray, lam: float) -> n
         )
         return np.full(mass.shape[0], 1.0 / mass.shape[0])
     mass /= total
+    if mix:
+        mass *= 1.0 - mix
+        mass += mix / mass.shape[0]
     return mass
 
 
