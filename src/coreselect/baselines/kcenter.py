@@ -26,16 +26,16 @@ from .._validation import (
     check_random_state,
     iter_chunks,
 )
-from ..assign import assign
 from ..selection import Selection
 
 __all__ = ["k_center_greedy"]
 
 logger = logging.getLogger(__name__)
 
-# Up to this many labelled rows are folded in one by one (exact minimum); more go through the
-# chunked float32 GEMM assignment of coreselect.assign.
-_EXACT_INITIAL = 32
+# Labelled rows are folded in this many at a time (one GEMM per chunk of rows).
+_INITIAL_BLOCK = 256
+# Exact distances of (row, center) pairs are computed this many pairs at a time.
+_PAIR_BATCH = 16384
 # Bytes of X per chunk of one step (small enough for the chunk's vectors to stay in cache).
 _CHUNK_BYTES = 4 * 2**20
 
@@ -64,8 +64,8 @@ class _MinDistance:
         for a, b in iter_chunks(n, chunk):
             xb = np.asarray(X[a:b], dtype=np.float64)
             self.xnorm[a:b] = np.sqrt(np.einsum("ij,ij->i", xb, xb))
-            xb -= self.mu
-            self.base[a:b] = np.einsum("ij,ij->i", xb, xb)
+            xc = xb - self.mu  # a new array: X itself (maybe a view of xb) stays as it is
+            self.base[a:b] = np.einsum("ij,ij->i", xc, xc)
         self.base *= 1.0 - self.tol
         self.mind = np.full(n, np.inf)
         m = min(chunk, n)
@@ -99,6 +99,40 @@ class _MinDistance:
                 diff -= c64
                 np.minimum(mind[rows], np.einsum("ij,ij->i", diff, diff), out=t[: rows.size])
                 mind[rows] = t[: rows.size]
+
+
+    def add_many(self, J: np.ndarray) -> None:
+        """Lower ``mind`` with the distances to the rows ``J`` (a GEMM per chunk of rows)."""
+        X, mind, tol = self.X, self.mind, self.tol
+        J = np.asarray(J, dtype=np.int64)
+        c64 = np.asarray(X[J], dtype=np.float64)
+        cp = c64 - self.mu
+        cpn2 = np.einsum("ij,ij->i", cp, cp)
+        s = cp @ self.mu
+        cw = np.ascontiguousarray(cp.astype(self.work).T)
+        slope = 2.0 * tol * np.sqrt(cpn2)
+        const = 2.0 * s + cpn2 - tol * (2.0 * np.abs(s) + cpn2)
+        for a, b in iter_chunks(X.shape[0], max(1, self.chunk // max(1, J.size // 16))):
+            lb = np.matmul(X[a:b], cw).astype(np.float64)  # lower bounds on ||x - c||^2
+            lb *= -2.0
+            lb += self.base[a:b, None]
+            lb -= self.xnorm[a:b, None] * slope
+            lb += const
+            mb = mind[a:b]
+            # first the most likely nearest center of every row, then every pair whose bound
+            # still beats the row's (now lowered) distance: near ties only
+            best = np.argmin(lb, axis=1)
+            rows = np.flatnonzero(lb[np.arange(b - a), best] < mb)
+            self._exact_pairs(rows, best[rows], a, c64, mb)
+            rows, cols = np.nonzero(lb < mb[:, None])
+            self._exact_pairs(rows, cols, a, c64, mb)
+
+    def _exact_pairs(self, rows, cols, a, c64, mb) -> None:
+        for lo in range(0, rows.size, _PAIR_BATCH):
+            r, c = rows[lo:lo + _PAIR_BATCH], cols[lo:lo + _PAIR_BATCH]
+            diff = np.asarray(self.X[a + r], dtype=np.float64)
+            diff -= c64[c]
+            np.minimum.at(mb, r, np.einsum("ij,ij->i", diff, diff))
 
 
 def _pick(mind: np.ndarray, outliers: int) -> int:
@@ -163,9 +197,8 @@ def k_center_greedy(X, size: int, *, initial=None, seed=None, outliers: int = 0,
     Notes
     -----
     Each step costs O(n d) (one GEMV over X) plus exact float64 distances for the rows the
-    new center may move; memory is O(n + chunk_size d). With more than 32 labelled rows the
-    distances to ``initial`` come from :func:`coreselect.assign.assign` (float32 GEMM to find
-    the nearest labelled row, exact float64 distance to it).
+    new center may move; memory is O(n + chunk_size d). The labelled rows are folded in by
+    blocks of 256 (one GEMM per chunk of rows, then the same exact recomputation).
 
     Examples
     --------
@@ -196,12 +229,10 @@ def k_center_greedy(X, size: int, *, initial=None, seed=None, outliers: int = 0,
         chunk = check_positive_int(chunk_size, "chunk_size", minimum=1)
     state = _MinDistance(X, chunk)
     mind = state.mind
-    if init.size > _EXACT_INITIAL:
-        _, dist = assign(X, np.asarray(X[init]), z=2.0, chunk_size=chunk_size)
-        mind[:] = dist
-    else:
-        for j in init:
-            state.add(int(j))
+    if init.size == 1:
+        state.add(int(init[0]))
+    for lo in range(0, init.size if init.size > 1 else 0, _INITIAL_BLOCK):
+        state.add_many(init[lo:lo + _INITIAL_BLOCK])
     mind[init] = -1.0
     initial_radius = _radius(mind) if init.size else None
 
