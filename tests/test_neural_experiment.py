@@ -99,7 +99,7 @@ def test_summarize_paired_interval_hand_case():
     for rep, (u, m) in enumerate([(0.80, 0.82), (0.70, 0.73), (0.90, 0.91)]):
         for meth, acc in (("uniform", u), ("loss", m)):
             rows.append({"budget": 10, "rep": rep, "method": meth, "accuracy": acc,
-                         "select_time_s": 0.5, "embed_time_s": 0.0, "oracle_queries": 2,
+                         "select_time_s": 0.5, "pool_pass_s": 0.0, "oracle_queries": 2,
                          "embedded": 0})
     s = {x["method"]: x for x in neural.summarize(rows)}
     d = np.array([0.02, 0.03, 0.01])
