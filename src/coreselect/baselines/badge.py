@@ -51,10 +51,10 @@ class _GradientDistances:
             p = np.asarray(probs[a:b], dtype=np.float64)
             y = np.argmax(p, axis=1)
             self.y[a:b] = y
-            rows = np.arange(b - a)
-            anorm2 = np.einsum("ij,ij->i", p, p) - 2.0 * p[rows, y] + 1.0
+            p = p.copy() if np.shares_memory(p, probs) else p
+            p[np.arange(b - a), y] -= 1.0  # a_i, formed one block at a time
             h = np.asarray(H[a:b], dtype=np.float64)
-            self.gnorm2[a:b] = np.maximum(anorm2, 0.0) * np.einsum("ij,ij->i", h, h)
+            self.gnorm2[a:b] = np.einsum("ij,ij->i", p, p) * np.einsum("ij,ij->i", h, h)
 
     def factors(self, j: int) -> tuple[np.ndarray, np.ndarray]:
         """``a_j`` and ``h_j`` in float64."""
