@@ -8,17 +8,27 @@ cost and the sampling probabilities. No extra oracle call is made.
 :func:`estimate_holder_constant`
     From pairs of queried rows that are close in the embedding (each row with its nearest
     other queried rows): a robust quantile of ``|l(a) - l(b)| / ||a - b||^z``.
-:func:`loo_design_effect`
-    A leave-one-out check of the sampling model on the queried rows: each queried loss is
-    hidden, predicted from the nearest *other* queried row, and the variance of the
-    resulting importance-sampling estimator is compared with uniform sampling's. A design
-    effect above 1 means that the losses do not follow the embedding closely enough for
-    sensitivity sampling to beat uniform sampling.
+:func:`nearest_neighbour_r2`
+    How well each queried loss is predicted by its nearest other queried row.
 :func:`selection_diagnostics`
-    The report attached to every :class:`~coreselect.Selection` as ``diagnostics``: Phi,
-    sum of l_hat, the lam used and how it was chosen, Theorem 5's error bound for this s,
-    the effective sample size, the largest weight share, the two checks above, and plain
-    sentences (``warnings``, ``verdict``) when the sample is likely worse than uniform.
+    The report attached to every :class:`~coreselect.Selection` as ``diagnostics``, before
+    the sample's losses are known: Phi, sum of l_hat, the lam used and how it was chosen,
+    Theorem 5's error bound for this s (and uniform sampling's, Theorem 4), the effective
+    sample size, the largest weight share, the checks above, and plain sentences
+    (``warnings``, ``verdict``).
+:func:`diagnose_sample`
+    Once the sample's losses are known (a user computes them to estimate the total): the
+    estimated variance of the sample's estimate against a uniform sample's of the same size
+    (the design effect), from the same draws. Above 1, the sample was worse than uniform;
+    this is the check to act on.
+
+What the queried rows alone can and cannot tell: the queried rows are spread out by
+design (cluster centers), so the pairs among them measure how the loss varies *between*
+clusters. Whether it is smooth *within* clusters, where the sample's points are, shows only
+in the sample's own losses; so the verdict before labelling warns about what it can see
+(zero-probability rows, concentrated weights, a guarantee no better than uniform's, losses
+that do not follow the embeddings between clusters) and the definitive answer is
+:func:`diagnose_sample`'s.
 """
 
 from __future__ import annotations
@@ -41,7 +51,8 @@ from .assign import power_of_distance
 __all__ = [
     "HolderEstimate",
     "estimate_holder_constant",
-    "loo_design_effect",
+    "nearest_neighbour_r2",
+    "diagnose_sample",
     "theorem5_epsilon",
     "selection_diagnostics",
 ]
@@ -172,84 +183,38 @@ def estimate_holder_constant(points, losses, *, z: float = 2.0, quantile: float 
     )
 
 
-def loo_design_effect(points, losses, *, lam: float, z: float = 2.0, weights=None,
-                      mix: float = 0.0) -> dict:
-    """Leave-one-out check of sensitivity sampling against uniform sampling on known rows.
+def nearest_neighbour_r2(points, losses, *, weights=None) -> float | None:
+    """How well each known loss is predicted by the loss of its nearest other known row.
 
-    Each row q of ``points`` plays a pool row whose loss is unknown: its center is its
-    nearest other row b, ``l_hat(q) = l(b)`` and ``v(q) = ||q - b||^z``. With the
-    probabilities ``p ~ l_hat + lam v`` (mixed with uniform by ``mix``) over these rows,
-    each counted ``weights[q]`` times, the per-draw variance of the importance-sampling
-    estimate of the total is compared with uniform sampling's.
-
-    Parameters
-    ----------
-    points : array-like of shape (m, d)
-        Embeddings of the rows whose loss is known.
-    losses : array-like of shape (m,)
-        Their losses.
-    lam : float
-        The weight of the distances (as in the sampler).
-    z : float, default=2.0
-        Power of the distance.
-    weights : array-like of shape (m,), optional
-        How many pool rows each row stands for (cluster sizes); 1 each by default.
-    mix : float, default=0.0
-        Share of uniform probability mixed in (defensive mixing).
-
-    Returns
-    -------
-    dict
-        ``design_effect`` (variance ratio sensitivity / uniform; inf when a row with a
-        positive loss gets probability 0), ``r2`` (share of the variance of the losses
-        explained by the nearest-neighbour prediction; <= 0 means no better than the mean)
-        and ``m`` (rows used).
+    ``R^2 = 1 - sum w (l - l(nn))^2 / sum w (l - mean)^2`` (weights ``w``, e.g. cluster sizes).
+    1: the loss follows the embedding at the scale of the distances between the rows;
+    <= 0: the nearest row predicts no better than the mean. None with fewer than 3 rows.
 
     Examples
     --------
     >>> import numpy as np
-    >>> x = np.repeat(np.arange(5.0), 2)[:, None] * 10 + np.tile([0.0, 0.1], 5)[:, None]
-    >>> loss = np.repeat([1.0, 2.0, 4.0, 8.0, 16.0], 2)     # constant on each pair of rows
-    >>> out = loo_design_effect(x, loss, lam=0.0)
-    >>> out["design_effect"] == 0.0, round(out["r2"], 6)
-    (True, 1.0)
+    >>> x = np.array([[0.0], [0.1], [10.0], [10.1]])
+    >>> nearest_neighbour_r2(x, [1.0, 1.0, 5.0, 5.0])
+    1.0
+    >>> nearest_neighbour_r2(x, [1.0, 5.0, 1.0, 5.0])
+    -3.0
     """
     P = np.ascontiguousarray(check_embeddings(points, name="points"), dtype=np.float64)
     m = P.shape[0]
     y = check_losses(losses, np.arange(m), name="losses")
-    z = check_z(z)
-    mix = check_fraction(mix, "mix")
     w = np.ones(m) if weights is None else np.asarray(weights, dtype=np.float64).reshape(-1)
     if w.shape[0] != m:
         raise ValueError(f"weights must have {m} entries, one per row of points; got {w.shape[0]}.")
     if m < 3 or w.sum() <= 0:
-        return {"design_effect": None, "r2": None, "m": int(m)}
-    idx, sq = _nearest_others(P, 1)
-    nb = idx[:, 0]
-    pred = y[nb]
-    v = power_of_distance(sq[:, 0].copy(), z)
-    N = float(w.sum())
-    T = float(np.dot(w, y))
-    mean = T / N
+        return None
+    idx, _ = _nearest_others(P, 1)
+    pred = y[idx[:, 0]]
+    mean = float(np.dot(w, y) / w.sum())
     ss_tot = float(np.dot(w, (y - mean) ** 2))
     ss_res = float(np.dot(w, (y - pred) ** 2))
-    r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else (1.0 if ss_res == 0 else -math.inf)
-    mass = pred + lam * v
-    Z = float(np.dot(w, mass))
-    p = mass / Z if Z > 0 else np.full(m, 1.0 / N)
-    if mix > 0:
-        p = (1.0 - mix) * p + mix / N
-    var_u = N * float(np.dot(w, y * y)) - T * T
-    pos = y > 0
-    if np.any(pos & (p <= 0)):
-        var_s = math.inf
-    else:
-        var_s = float(np.dot(w[pos], y[pos] ** 2 / p[pos])) - T * T
-    if var_u <= 0:
-        deff = 0.0 if var_s <= 1e-12 * max(T * T, 1e-300) else math.inf
-    else:
-        deff = max(var_s, 0.0) / var_u
-    return {"design_effect": float(deff), "r2": float(r2), "m": int(m)}
+    if ss_tot <= 0:
+        return 1.0 if ss_res == 0 else -math.inf
+    return 1.0 - ss_res / ss_tot
 
 
 def theorem5_epsilon(size: int) -> float:
@@ -276,7 +241,7 @@ def selection_diagnostics(*, p: np.ndarray, indices: np.ndarray, weights: np.nda
                           hat_total: float, lam: float, lam_rule: str, z: float, size: int,
                           replace: bool, mix: float = 0.0, holder_quantile: float = 0.9,
                           theorem: str = "Theorem 5") -> dict:
-    """The diagnostics report of a sensitivity sample (a JSON-serialisable dict).
+    """The diagnostics report of a sensitivity sample, before its losses are known.
 
     Parameters
     ----------
@@ -285,7 +250,7 @@ def selection_diagnostics(*, p: np.ndarray, indices: np.ndarray, weights: np.nda
     indices, weights : ndarray of shape (s,)
         The selection's rows and weights.
     query_points : array-like of shape (k, d) or None
-        Embeddings of the queried rows (None: the Hoelder estimate and the leave-one-out
+        Embeddings of the queried rows (None: the Hoelder estimate and the nearest-neighbour
         check are left out).
     query_losses, cluster_sizes : array-like of shape (k,)
         Their losses and how many rows each stands for.
@@ -309,16 +274,25 @@ def selection_diagnostics(*, p: np.ndarray, indices: np.ndarray, weights: np.nda
     Returns
     -------
     dict
-        Keys: ``Phi``, ``sum_l_hat``, ``lam``, ``lam_rule``, ``lam_holder`` (the estimate
-        from the queried rows; None with fewer than 2), ``holder`` (its details), ``eps``,
-        ``error_bound`` (``eps (sum l_hat + 3 lam Phi)``: Theorem 5's
-        ``eps (sum l + 2 lam Phi)`` with ``sum l <= sum l_hat + lam Phi``; it holds with
-        probability >= 1 - 1/e *if* the loss is (z, lam)-Hoelder),
-        ``relative_error_bound`` (divided by ``sum l_hat``), ``effective_sample_size``
-        (Kish: ``(sum w)^2 / sum w^2`` over the distinct drawn rows), ``max_weight_share``,
-        ``zero_probability_rows``, ``min_np`` and ``max_np`` (extremes of ``n p``; 1 is
-        uniform), ``loo_design_effect`` and ``loo_r2`` (see :func:`loo_design_effect`),
-        ``warnings`` (plain sentences) and ``verdict`` (one sentence).
+        JSON-serialisable. ``Phi``, ``sum_l_hat``, ``lam``, ``lam_rule``, ``mix``;
+        ``lam_holder`` and ``holder`` (:func:`estimate_holder_constant` on the queried rows,
+        None with fewer than 2) and ``holder_pair_scale`` (median ``||a - b||^z`` of those
+        pairs divided by the mean ``v(e) = Phi / n``: far above 1, the estimate describes
+        the loss between clusters, not within them); ``eps`` (Theorem 5's eps for this s);
+        ``error_bound`` = ``eps max(1, L / lam) (sum l_hat + lam Phi) / (1 - mix)`` with
+        L = ``error_bound_lam`` the Hoelder constant assumed (``lam_holder`` when there is
+        one, else lam): Theorem 5's proof with a sampling lam that need not be L (with
+        lam = L it is ``eps (sum l_hat + lam Phi)``, at most the paper's
+        ``eps (sum l + 2 lam Phi)``); it holds with probability >= 1 - 1/e *if* the loss is
+        (z, L)-Hoelder (None when infinite); ``relative_error_bound`` (over ``sum l_hat``);
+        ``uniform_error_bound`` (Theorem 4's ``eps n max l`` for a uniform sample of the
+        same size, with the largest queried loss standing in for ``max l``: a lower value);
+        ``effective_sample_size`` (Kish, ``(sum w)^2 / sum w^2`` over the distinct drawn
+        rows); ``max_weight_share``; ``zero_probability_rows``; ``min_np``, ``max_np``
+        (extremes of ``n p``; 1 is uniform); ``nn_r2`` (:func:`nearest_neighbour_r2` of the
+        queried losses, weighted by cluster size); ``warnings`` (plain sentences) and
+        ``verdict`` (one sentence). Once the sample's losses are known,
+        :func:`diagnose_sample` says whether the sample did beat uniform sampling.
 
     Examples
     --------
@@ -337,8 +311,6 @@ def selection_diagnostics(*, p: np.ndarray, indices: np.ndarray, weights: np.nda
     ql = np.asarray(query_losses, dtype=np.float64)
     sizes = np.asarray(cluster_sizes, dtype=np.float64)
     eps = theorem5_epsilon(size)
-    bound = eps * (hat_total + 3.0 * lam * cost)
-    rel = bound / hat_total if hat_total > 0 else None
 
     uniq, inverse = np.unique(np.asarray(indices), return_inverse=True)
     wsum = np.bincount(inverse, weights=np.asarray(weights, dtype=np.float64),
@@ -349,33 +321,47 @@ def selection_diagnostics(*, p: np.ndarray, indices: np.ndarray, weights: np.nda
     zero_rows = int(np.count_nonzero(p <= 0))
 
     holder = None
-    loo = {"design_effect": None, "r2": None, "m": 0 if Q is None else int(Q.shape[0])}
+    pair_scale = None
+    r2 = None
     if Q is not None and Q.ndim == 2 and Q.shape[0] >= 2:
         holder = estimate_holder_constant(Q, ql, z=z, quantile=holder_quantile)
-        loo = loo_design_effect(Q, ql, lam=lam, z=z, weights=sizes, mix=mix)
+        r2 = nearest_neighbour_r2(Q, ql, weights=sizes)
+        if cost > 0:
+            _, sq = _nearest_others(Q, 1)
+            pair_scale = float(np.median(power_of_distance(sq[:, 0].copy(), z)) / (cost / n))
+
+    # Theorem 5's proof (appendix B.2) with a sampling lam' that need not be the Hoelder
+    # constant L: l <= l_hat + L v <= c (l_hat + lam' v), c = max(1, L / lam'), so
+    # E[X^2] <= t^2 / s^2 and max X <= t / s with t = c (sum l_hat + lam' Phi) / (1 - mix),
+    # and Bernstein gives |error| <= eps t with probability >= 1 - 1/e.
+    lam_h = holder.lam if holder is not None and holder.n_pairs else lam
+    if lam > 0:
+        c = max(1.0, lam_h / lam)
+    else:
+        c = 1.0 if lam_h <= 0 or cost <= 0 else math.inf
+    bound = eps * c * (hat_total + lam * cost) / (1.0 - mix) if mix < 1 else math.inf
+    rel = bound / hat_total if hat_total > 0 else None
+    uniform_bound = eps * n * float(ql.max()) if ql.size else None
 
     warns: list[str] = []
-    deff = loo["design_effect"]
-    if deff is not None and deff > 1.0:
-        what = "infinite" if not math.isfinite(deff) else f"{deff:.3g}"
-        r2 = loo["r2"]
-        r2s = "" if r2 is None else f", R^2 of that prediction {r2:.2f}"
+    if uniform_bound is not None and math.isfinite(bound) and bound >= uniform_bound > 0:
         warns.append(
-            f"Likely worse than uniform sampling: predicting each queried loss from its nearest "
-            f"other queried row gives a design effect of {what} (> 1: more variance than a "
-            f"uniform sample of the same size{r2s}). The loss does not look "
-            f"{z:g}-Hoelder in these embeddings; use mix= (e.g. 0.3) or uniform sampling."
+            f"The {theorem} guarantee ({bound:.4g}, Hoelder constant {lam_h:.3g}) is no "
+            f"better than uniform sampling's (Theorem 4, about {uniform_bound:.4g} or more): "
+            "the clustering cost is too large for this lam; more centers or rounds help."
         )
-    elif loo["r2"] is not None and loo["r2"] <= 0:
+    if r2 is not None and r2 <= 0:
         warns.append(
-            "The queried losses are predicted no better by their nearest queried neighbour than "
-            "by their mean (R^2 <= 0): the loss may not follow the embeddings; check the "
-            "estimate's interval against a uniform sample's."
+            f"The queried losses are predicted no better by their nearest queried neighbour "
+            f"than by their mean (R^2 = {r2:.2f}): between clusters the loss does not follow "
+            "the embeddings. If it does not within clusters either, this sample can be worse "
+            "than uniform; check with coreselect.diagnostics.diagnose_sample(selection, "
+            "losses) once the sample's losses are known."
         )
     if holder is not None and holder.n_conflicts:
         warns.append(
             f"{holder.n_conflicts} pair(s) of queried rows have identical embeddings but "
-            "different losses: no Hoelder constant covers them."
+            "different losses: the loss is not Hoelder in these embeddings."
         )
     if zero_rows and mix <= 0:
         warns.append(
@@ -391,7 +377,7 @@ def selection_diagnostics(*, p: np.ndarray, indices: np.ndarray, weights: np.nda
         )
     if not replace:
         warns.append(f"{theorem}'s bound is stated for i.i.d. draws (replace=True).")
-    if any(w.startswith("Likely worse") for w in warns):
+    if holder is not None and holder.n_conflicts:
         verdict = "Likely worse than uniform sampling: fall back to uniform or use mix > 0."
     elif warns:
         verdict = "Usable, with the caveats in warnings."
@@ -403,22 +389,150 @@ def selection_diagnostics(*, p: np.ndarray, indices: np.ndarray, weights: np.nda
         "sum_l_hat": float(hat_total),
         "lam": float(lam),
         "lam_rule": str(lam_rule),
+        "mix": float(mix),
         "lam_holder": None if holder is None else holder.lam,
         "holder": None if holder is None else holder.to_dict(),
-        "mix": float(mix),
+        "holder_pair_scale": _finite_or_none(pair_scale),
         "theorem": theorem,
         "eps": float(eps),
-        "error_bound": float(bound),
+        "error_bound": _finite_or_none(bound),
+        "error_bound_lam": float(lam_h),
         "relative_error_bound": _finite_or_none(rel),
+        "uniform_error_bound": _finite_or_none(uniform_bound),
         "effective_sample_size": float(ess),
         "max_weight_share": share,
         "zero_probability_rows": zero_rows,
         "min_np": float(p.min() * n),
         "max_np": float(p.max() * n),
-        "loo_design_effect": _finite_or_none(deff) if deff is not None else None,
-        "loo_design_effect_infinite": bool(deff is not None and not math.isfinite(deff)),
-        "loo_r2": _finite_or_none(loo["r2"]),
-        "loo_rows": int(loo["m"]),
+        "nn_r2": _finite_or_none(r2),
         "warnings": warns,
         "verdict": verdict,
     }
+
+
+def diagnose_sample(selection, losses, *, quantile: float = 0.9) -> dict:
+    """Did this sample beat uniform sampling? Answered from the sample's own losses.
+
+    With the losses of the drawn rows (which a user computes anyway to estimate the total)
+    the variance of the estimate can be compared with that of a uniform sample of the same
+    size, both estimated from the same draws: for i.i.d. draws the per-draw variances are
+    ``s^2 Var_hat(T_hat)`` and ``n sum l^2 - T^2``, with ``sum l^2`` estimated by
+    ``sum w l^2`` (unbiased) and ``T`` by the estimate. Their ratio is the *design effect*:
+    below 1 the sample beat uniform sampling, above 1 it did worse. The residuals
+    ``|l(e) - l_hat(e)| / v(e)`` of the drawn rows also give a Hoelder constant at the
+    scale that matters (points against their own centers), and the share of draws with
+    ``l(e) > l_hat(e) + lam v(e)`` says whether the lam used was too small.
+
+    Parameters
+    ----------
+    selection : Selection
+        A sensitivity selection (``method`` "sensitivity" or "adaptive").
+    losses : array-like of shape (s,) or (n,)
+        Losses of the drawn rows (in the order of ``selection.indices``), or of the pool.
+    quantile : float, default=0.9
+        Quantile of the residual ratios for ``lam_residual``.
+
+    Returns
+    -------
+    dict
+        ``design_effect`` (None when the uniform variance estimate is not positive),
+        ``estimate``, ``stderr``, ``uniform_stderr`` (estimated stderr of a uniform
+        sample of the same size), ``lam_residual``, ``model_violations`` (share of draws
+        above ``l_hat + lam v``), ``warnings`` and ``verdict``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import coreselect as cs
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.vstack([rng.normal(0, 1, (500, 2)), rng.normal(20, 1, (500, 2))])
+    >>> loss = np.r_[np.full(500, 0.1), np.full(500, 10.0)] + 0.01 * (X ** 2).sum(axis=1)
+    >>> sel = cs.sensitivity_sample(X, loss.__getitem__, 100, n_clusters=10, seed=0)
+    >>> rep = diagnose_sample(sel, loss[sel.indices])
+    >>> bool(rep["design_effect"] < 1)
+    True
+    """
+    q = check_fraction(quantile, "quantile", low_open=True)
+    y = selection._sample_losses(losses)
+    s = selection.size
+    n = selection.n
+    w = selection.weights
+    est = selection.estimate_total(y)
+    T = est.value
+    var_t = est.stderr**2 if math.isfinite(est.stderr) else math.nan
+    sum_l2 = float(np.dot(w, y * y))
+    var_u_draw = n * sum_l2 - T * T
+    deff = None
+    if selection.replace and var_u_draw > 0 and math.isfinite(var_t):
+        deff = s * var_t / var_u_draw  # Var(T_hat) against (n sum l^2 - T^2) / s
+    elif not selection.replace and var_u_draw > 0 and math.isfinite(var_t):
+        fpc = max(0.0, 1.0 - s / n)
+        deff = var_t / (fpc * var_u_draw / s) if fpc > 0 else None
+    uniform_se = math.sqrt(max(var_u_draw, 0.0) / s) if s else math.nan
+
+    lam = float(selection.params.get("lam", math.nan))
+    lam_res = None
+    viol = None
+    if selection.query_indices.shape[0] and selection.cluster_sizes.sum() > 0:
+        pos = np.searchsorted(selection._sorted_queries[0], selection.centers)
+        l_hat = selection.query_losses[selection._sorted_queries[1][pos]]
+        # v(e) is not stored in a Selection; recover it from p where possible
+        v = _distances_from_probabilities(selection, l_hat)
+        if v is not None:
+            ok = v > 0
+            if ok.any():
+                lam_res = float(np.quantile(np.abs(y[ok] - l_hat[ok]) / v[ok], q))
+            if math.isfinite(lam):
+                viol = float(np.mean(y > l_hat + lam * v + 1e-12 * (1.0 + np.abs(y))))
+
+    warns: list[str] = []
+    if deff is not None and deff > 1.0:
+        warns.append(
+            f"This sample is likely worse than a uniform sample of the same size: its "
+            f"estimated variance is {deff:.3g} times a uniform sample's (estimated from the "
+            f"same {s} draws). The loss does not follow the embeddings closely enough; "
+            "fall back to uniform sampling, or use mix= (e.g. 0.3) or more centers."
+        )
+    if viol is not None and viol > 0.1:
+        warns.append(
+            f"{100 * viol:.0f}% of the draws have a loss above l_hat + lam v: lam = {lam:.3g} "
+            f"is too small for this loss (the draws suggest about {lam_res:.3g})."
+            if lam_res is not None else
+            f"{100 * viol:.0f}% of the draws have a loss above l_hat + lam v: lam is too small."
+        )
+    if s < 20:
+        warns.append(f"Only {s} draws: these figures are rough.")
+    if deff is None:
+        verdict = "No comparison with uniform sampling could be made."
+    elif deff > 1.0:
+        verdict = "Worse than uniform sampling: fall back to uniform or use mix > 0."
+    else:
+        verdict = f"Better than uniform sampling (estimated variance ratio {deff:.3g})."
+    return {
+        "design_effect": _finite_or_none(deff),
+        "estimate": float(T),
+        "stderr": _finite_or_none(est.stderr),
+        "uniform_stderr": _finite_or_none(uniform_se),
+        "lam_residual": _finite_or_none(lam_res),
+        "model_violations": viol,
+        "warnings": warns,
+        "verdict": verdict,
+    }
+
+
+def _distances_from_probabilities(selection, l_hat: np.ndarray) -> np.ndarray | None:
+    """``v(e)`` of the drawn rows from ``p = (1 - mix) (l_hat + lam v) / Z + mix / n``.
+
+    ``Z = sum l_hat + lam Phi`` comes from ``params`` ("hat_total", "cost"); None when the
+    selection does not carry them, lam is 0, or it was drawn without replacement.
+    """
+    prm = selection.params
+    lam = prm.get("lam")
+    if not selection.replace or not lam or "hat_total" not in prm or "cost" not in prm:
+        return None
+    mix = float(prm.get("mix", 0.0) or 0.0)
+    Z = float(prm["hat_total"]) + float(lam) * float(prm["cost"])
+    if mix >= 1 or Z <= 0:
+        return None
+    base = (selection.probabilities - mix / selection.n) / (1.0 - mix) * Z
+    return np.maximum(base - l_hat, 0.0) / float(lam)
