@@ -82,7 +82,7 @@ def main(argv=None) -> int:
         for kind, make in (("loss", ct.loss_oracle), ("grad", ct.grad_norm_oracle)):
             oracle = make(model, train_ds)
             t0 = time.perf_counter()
-            sensitivity_select(E[rest], lambda i, o=oracle: o(rest[i]), k2, m - k2, seed=rng)
+            sensitivity_select(E[rest], lambda i, o=oracle, r=rest: o(r[i]), k2, m - k2, seed=rng)
             times[kind] = time.perf_counter() - t0
         print(f"{k:5d} {t_embed:9.2f} {times['uniform']:9.4f} {times['kcenter']:9.2f} "
               f"{times['margin']:9.2f} {times['loss']:9.2f} {times['grad']:9.2f} "
