@@ -22,6 +22,7 @@ import logging
 import math
 import os
 import tempfile
+import warnings
 import zipfile
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -433,6 +434,22 @@ def _is_number(text: str) -> bool:
     return True
 
 
+def _csv_bad_line(path: str, skip: int, ncols: int) -> str | None:
+    """Find the first line of numbers that does not parse (only called after an error)."""
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            text = line.split("#", 1)[0].strip()
+            if lineno <= skip or not text:
+                continue
+            cells = [c.strip() for c in text.split(",")]
+            if len(cells) != ncols:
+                return f"line {lineno} has {len(cells)} fields; expected {ncols}."
+            for col, cell in enumerate(cells, start=1):
+                if not _is_number(cell):
+                    return f"line {lineno}, column {col}: {cell!r} is not a number."
+    return None
+
+
 def _load_csv(path: str) -> np.ndarray:
     header_lines = 0
     first = None
@@ -450,10 +467,12 @@ def _load_csv(path: str) -> np.ndarray:
     has_header = not all(_is_number(f) for f in fields)
     skip = header_lines + (1 if has_header else 0)
     try:
-        X = np.loadtxt(path, delimiter=",", skiprows=skip, comments="#", ndmin=2,
-                       dtype=np.float64)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "input contained no data"
+            X = np.loadtxt(path, delimiter=",", skiprows=skip, comments="#", ndmin=2,
+                           dtype=np.float64)
     except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from None
+        raise ValueError(f"{path}: {_csv_bad_line(path, skip, len(fields)) or exc}") from None
     if X.shape[0] == 0:
         raise ValueError(f"{path} has a header line but no rows of numbers.")
     if has_header and X.shape[1] != len(fields):
