@@ -1,0 +1,170 @@
+"""PyTorch backend (``pip install coreselect[torch]``): assignment and Lloyd steps on a device.
+
+The nearest center comes from a float32 matrix product ``-2 x c^T + ||c||^2`` (``addmm``) and
+an argmin on the device ("cuda" when available, else the CPU); the distance to the chosen
+center is recomputed in float64 from the difference vector, as the numpy reference does.
+Rows travel to the device in chunks sized to its free memory, so the pool never has to fit
+on the device. :func:`lloyd` runs whole k-means iterations on the device (used by
+``benchmarks/gpu_100m.py``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._progress import Progress
+from .._validation import iter_chunks
+from ..assign import _scale_for, default_chunk_size, power_of_distance
+
+__all__ = ["TorchBackend", "import_torch", "assign_tensor", "lloyd", "default_device"]
+
+
+def import_torch():
+    """Import torch, or say how to install it."""
+    try:
+        import torch
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "the torch backend needs PyTorch; install it with `pip install coreselect[torch]`."
+        ) from exc
+    return torch
+
+
+def default_device() -> str:
+    """"cuda" when a GPU is visible to torch, else "cpu"."""
+    torch = import_torch()
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _device_chunk(torch, device, k: int, d: int, fraction: float = 0.25) -> int:
+    """Rows per chunk: a quarter of the device's free memory on a GPU, 32 MiB blocks on CPU."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        per_row = 4 * k + 8 * d + 8 * d + 24  # distance block, row copies, results
+        return int(max(1024, min(1 << 22, fraction * free // per_row)))
+    return default_chunk_size(k, d)
+
+
+def assign_tensor(x, c32, cnorm, c64):
+    """Labels and squared distances of the rows of the device tensor ``x`` (one chunk).
+
+    ``c32`` (k, d) float32 centers, ``cnorm`` their squared norms, ``c64`` the float64 centers,
+    all on the device of ``x``. Returns (labels int64, squared distances float64) tensors.
+    """
+    torch = import_torch()
+    block = torch.addmm(cnorm, x.to(torch.float32), c32.T, beta=1.0, alpha=-2.0)
+    lab = torch.argmin(block, dim=1)
+    del block
+    diff = x.to(torch.float64) - c64.index_select(0, lab)
+    sq = torch.einsum("ij,ij->i", diff, diff)
+    return lab, sq
+
+
+class TorchBackend:
+    """Nearest-center assignment on a torch device, exact float64 distances.
+
+    Parameters
+    ----------
+    device : str or torch.device, optional
+        Where to compute; "cuda" when available, else "cpu".
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[0.0, 0.0], [1.0, 0.0], [10.0, 0.0]])
+    >>> labels, dist = TorchBackend("cpu").assign(X, np.array([[0.0, 0.0], [10.0, 0.0]]))
+    >>> labels.tolist(), dist.tolist()
+    ([0, 0, 1], [0.0, 1.0, 0.0])
+    """
+
+    name = "torch"
+
+    def __init__(self, device=None):
+        self._torch = import_torch()
+        self.device = self._torch.device(device if device is not None else default_device())
+
+    def assign(self, X, centers, *, z: float = 2.0, chunk_size: int | None = None,
+               progress=False) -> tuple[np.ndarray, np.ndarray]:
+        """Same contract as :func:`coreselect.assign.assign` (numpy in, numpy out)."""
+        torch = self._torch
+        n, d = X.shape
+        c64n = np.ascontiguousarray(centers, dtype=np.float64)
+        if c64n.ndim != 2 or c64n.shape[1] != d:
+            raise ValueError(f"centers must have shape (k, {d}); got {c64n.shape}.")
+        k = c64n.shape[0]
+        if k == 0:
+            raise ValueError("centers is empty; at least one center is required.")
+        dev = self.device
+        cmax = float(np.max(np.abs(c64n)))
+        c64 = torch.from_numpy(c64n).to(dev)
+        scaled: dict[float, tuple] = {}
+        chunk = int(chunk_size) if chunk_size else _device_chunk(torch, dev, k, d)
+        labels = np.empty(n, dtype=np.int64)
+        dist = np.empty(n, dtype=np.float64)
+        bar = progress if isinstance(progress, Progress) else Progress(
+            n, "assign (torch)", enabled=bool(progress))
+        with torch.no_grad():
+            for start, stop in iter_chunks(n, chunk):
+                xb = np.asarray(X[start:stop])
+                scale = _scale_for(max(float(np.max(np.abs(xb))), cmax))
+                got = scaled.get(scale)
+                if got is None:
+                    c32 = (c64 * scale).to(torch.float32)
+                    got = scaled[scale] = (c32, (c32 * c32).sum(dim=1), c64 * scale)
+                x = torch.from_numpy(np.ascontiguousarray(xb)).to(dev)
+                if scale != 1.0:
+                    x = x.to(torch.float64) * scale
+                lab, sq = assign_tensor(x, *got)
+                labels[start:stop] = lab.cpu().numpy()
+                if scale == 1.0:
+                    dist[start:stop] = sq.cpu().numpy()
+                else:  # exact distance from the unscaled rows
+                    labn = labels[start:stop]
+                    diff = np.asarray(xb, dtype=np.float64) - c64n[labn]
+                    dist[start:stop] = np.einsum("ij,ij->i", diff, diff)
+                bar.update(stop - start)
+        bar.close()
+        return labels, power_of_distance(dist, z)
+
+
+def lloyd(x, centers, *, n_iter: int = 10, chunk_size: int | None = None):
+    """k-means Lloyd iterations on a device tensor ``x`` (n, d) from ``centers`` (k, d).
+
+    Each iteration is one chunked ``addmm`` + argmin pass and an ``index_add_`` of the rows
+    into their centers' sums; empty clusters keep their center. Returns (centers float32,
+    labels int64, squared distances float32) tensors on the device of ``x``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> x = torch.tensor([[0.0], [1.0], [9.0], [10.0]])
+    >>> c, lab, _ = lloyd(x, torch.tensor([[0.0], [1.0]]), n_iter=3)
+    >>> c.ravel().tolist(), lab.tolist()
+    ([0.5, 9.5], [0, 0, 1, 1])
+    """
+    torch = import_torch()
+    n, d = x.shape
+    c = centers.to(device=x.device, dtype=torch.float32).clone()
+    k = c.shape[0]
+    chunk = int(chunk_size) if chunk_size else _device_chunk(torch, x.device, k, d)
+    labels = torch.empty(n, dtype=torch.int64, device=x.device)
+    sq = torch.empty(n, dtype=torch.float32, device=x.device)
+    with torch.no_grad():
+        for it in range(n_iter + 1):
+            cnorm = (c * c).sum(dim=1)
+            sums = torch.zeros_like(c)
+            counts = torch.zeros(k, dtype=torch.float32, device=x.device)
+            for start in range(0, n, chunk):
+                xb = x[start:start + chunk].to(torch.float32)
+                block = torch.addmm(cnorm, xb, c.T, beta=1.0, alpha=-2.0)
+                mn, lab = torch.min(block, dim=1)
+                labels[start:start + chunk] = lab
+                sq[start:start + chunk] = torch.clamp(mn + (xb * xb).sum(dim=1), min=0.0)
+                if it < n_iter:
+                    sums.index_add_(0, lab, xb)
+                    counts.index_add_(0, lab, torch.ones_like(mn))
+            if it == n_iter:
+                break
+            ok = counts > 0
+            c[ok] = sums[ok] / counts[ok, None]
+    return c, labels, sq
