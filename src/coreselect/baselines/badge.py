@@ -71,9 +71,9 @@ class _GradientDistances:
         h_w = h_j.astype(self.H.dtype)
         const = self.gnorm2[j]
         for a, b in iter_chunks(n, self.chunk):
-            pa = np.matmul(self.P[a:b], a_w).astype(np.float64)
+            pa = np.einsum("ij,j->i", self.P[a:b], a_w).astype(np.float64)
             pa -= a_j[self.y[a:b]]  # <a_i, a_j> = <p_i, a_j> - a_j[y_i]
-            hh = np.matmul(self.H[a:b], h_w).astype(np.float64)
+            hh = np.einsum("ij,j->i", self.H[a:b], h_w).astype(np.float64)
             o = out[a:b]
             np.multiply(pa, hh, out=o)
             o *= -2.0
