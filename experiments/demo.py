@@ -1,10 +1,13 @@
-"""The main job at this stage: estimate a model's loss over a whole pool with few inferences.
+"""``make demo``: the paper's neural-network experiment in small, then loss estimation.
 
-Fashion-MNIST (Debian's dataset-fashion-mnist; scikit-learn's digits when it is not there) is
-embedded by PCA, a small classifier is trained on a few uniform points, and its total log
-loss over the pool is estimated with k + s oracle calls by sensitivity sampling, and by
-uniform sampling with the same number of calls. Prints both estimates with their 95%
-intervals, the truth (every loss computed, which a real user could not afford) and the times.
+Part 1 (section 5.2 of the paper, quick version): Fashion-MNIST, budget k = 2,000, methods
+uniform, k-center greedy [SS18], loss- and gradient-based Algorithm 1, 3 repetitions, the
+MLP of appendix C (10 epochs, batch 32, Adam 1e-3). Prints our table beside the paper's and
+writes the accuracy and runtime figures to ``results/demo/``. Needs ``coreselect[torch]``;
+without the Fashion-MNIST files it runs on generated images and says so.
+
+Part 2: estimating a model's total loss over the pool with few inferences
+(``experiments/demo_estimate.py``).
 
 Run: ``make demo`` (or ``python experiments/demo.py --help``).
 """
@@ -12,118 +15,65 @@ Run: ``make demo`` (or ``python experiments/demo.py --help``).
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import time
-
-import numpy as np
-from sklearn.decomposition import PCA
-from sklearn.linear_model import LogisticRegression
-
-import coreselect as cs
+from pathlib import Path
 
 
-def load_pool(seed: int) -> tuple[np.ndarray, np.ndarray, str]:
+def neural_part(args) -> int:
     try:
-        from coreselect.datasets import load_fashion_mnist
+        import torch  # noqa: F401
+    except ImportError:
+        print("PyTorch is not installed: pip install coreselect[torch] (skipping part 1)")
+        return 0
+    from coreselect.datasets import DatasetNotFoundError, load_fashion_mnist
+    from coreselect.experiments import neural
 
-        images, labels = load_fashion_mnist()
-        name = "Fashion-MNIST (train, 60,000 images)"
-    except FileNotFoundError as exc:
-        from sklearn.datasets import load_digits
+    dataset = "fashion-mnist"
+    extra = []
+    try:
+        load_fashion_mnist(split="test")
+    except DatasetNotFoundError as exc:
+        print(f"note: {exc}\n      running on generated images instead (not the paper's data).")
+        dataset, extra = "generated", ["--pool-size", "20000", "--test-size", "5000"]
+    argv = ["--dataset", dataset, "--budgets", str(args.budget), "--reps", str(args.reps),
+            "--methods", "uniform,kcenter,loss,grad", "--seed", str(args.seed),
+            "--threads", str(args.threads), "--out", args.out, *extra]
+    if args.quiet:
+        argv.append("--quiet")
+    print(f"== part 1: data selection for a neural network ({dataset}, k = {args.budget}, "
+          f"{args.reps} repetitions) ==\n", flush=True)
+    return neural.main(argv)
 
-        print(f"note: {exc}\n      using scikit-learn's digits instead.")
-        digits = load_digits()
-        images, labels = digits.images, digits.target
-        name = "scikit-learn digits (1,797 images)"
-    X = images.reshape(images.shape[0], -1).astype(np.float32) / np.float32(images.max())
-    return X, labels.astype(np.int64), name
 
+def estimate_part(args) -> int:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from demo_estimate import main as estimate_main
 
-def uniform_estimate(loss_fn, n: int, calls: int, rng: np.random.Generator) -> cs.Estimate:
-    sel = cs.Selection(indices=np.sort(rng.choice(n, size=calls, replace=False)),
-                       weights=np.full(calls, n / calls), probabilities=np.full(calls, calls / n),
-                       n=n, replace=False, method="uniform")
-    return sel.estimate_total(loss_fn(sel.indices))
+    print("\n== part 2: estimating a model's total loss with few inferences ==\n", flush=True)
+    return estimate_main(["--seed", str(args.seed), "--reps", str(args.estimate_reps)])
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--clusters", type=int, default=200, help="k, oracle calls on centers")
-    ap.add_argument("--size", type=int, default=1000, help="s, sampled rows (oracle calls)")
-    ap.add_argument("--warm", type=int, default=500, help="uniform rows the classifier sees")
-    ap.add_argument("--dims", type=int, default=32, help="PCA dimensions of the embedding")
-    ap.add_argument("--reps", type=int, default=100, help="repetitions for the RMSE summary")
+    ap.add_argument("--budget", type=int, default=2000)
+    ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", default="results/demo")
+    ap.add_argument("--estimate-reps", type=int, default=100)
+    ap.add_argument("--skip-neural", action="store_true")
+    ap.add_argument("--skip-estimate", action="store_true")
+    ap.add_argument("--quiet", action="store_true", help="no progress bars")
     args = ap.parse_args(argv)
-    rng = np.random.default_rng(args.seed)
-
     t0 = time.perf_counter()
-    X, y, name = load_pool(args.seed)
-    n = X.shape[0]
-    Z = PCA(args.dims, random_state=args.seed).fit_transform(X).astype(np.float32)
-    warm = rng.choice(n, size=min(args.warm, n // 2), replace=False)
-    model = LogisticRegression(max_iter=300).fit(Z[warm], y[warm])
-    t_prep = time.perf_counter() - t0
-
-    calls = {"n": 0}
-
-    def oracle(idx):  # the model's log loss on the given rows: one "inference" each
-        calls["n"] += len(idx)
-        proba = model.predict_proba(Z[idx])
-        return -np.log(np.clip(proba[np.arange(len(idx)), y[idx]], 1e-12, None))
-
-    truth = oracle(np.arange(n)).sum()
-    calls["n"] = 0
-    k, s = min(args.clusters, n), args.size
-    print(f"pool: {name}; embedding: PCA to {args.dims} dims; classifier: logistic regression "
-          f"on {len(warm)} uniform rows ({t_prep:.1f}s)")
-    print(f"budget: {k} + {s} = {k + s} oracle calls out of {n:,} rows\n")
-
-    t1 = time.perf_counter()
-    sampler = cs.SensitivitySampler(k, seed=args.seed).fit(Z)
-    t_fit = time.perf_counter() - t1
-    qloss = oracle(sampler.query_indices_)
-    t2 = time.perf_counter()
-    sel = sampler.sample(qloss, s, seed=args.seed)
-    t_sample = time.perf_counter() - t2
-    sample_loss = oracle(sel.indices)
-    est = sel.estimate_total(sample_loss)
-    est_diff = sel.estimate_total(sample_loss, method="difference")
-    used = calls["n"]
-    uni = uniform_estimate(oracle, n, k + s, rng)
-
-    rows = [
-        ("truth (all losses)", truth, None, None),
-        ("sensitivity, weighted", est.value, est.ci_low, est.ci_high),
-        ("sensitivity, difference", est_diff.value, est_diff.ci_low, est_diff.ci_high),
-        ("uniform, same calls", uni.value, uni.ci_low, uni.ci_high),
-    ]
-    print(f"{'total log loss':26s} {'estimate':>12s} {'95% interval':>27s} {'error':>8s}")
-    for label, value, lo, hi in rows:
-        ci = f"[{lo:11.1f}, {hi:11.1f}]" if lo is not None else ""
-        err = f"{100 * (value - truth) / truth:+7.2f}%" if lo is not None else ""
-        print(f"{label:26s} {value:12.1f} {ci:>27s} {err:>8s}")
-    print(f"\noracle calls used by sensitivity sampling: {used} "
-          f"({sampler.query_indices_.shape[0]} centers + {len(np.unique(sel.indices))} distinct "
-          f"sampled rows); lam = {sel.params['lam']:.4g} ({sel.params['lam_rule']})")
-    print(f"time: clustering {t_fit:.2f}s, sampling {t_sample * 1000:.1f} ms")
-
-    # how often each is close: the same budget, many repetitions (clustering fitted once)
-    errs = {"sensitivity, weighted": [], "sensitivity, difference": [], "uniform": []}
-    t3 = time.perf_counter()
-    for r in range(args.reps):
-        sr = sampler.sample(qloss, s, seed=args.seed + 1 + r)
-        lr = oracle(sr.indices)
-        errs["sensitivity, weighted"].append(sr.estimate_total(lr).value - truth)
-        errs["sensitivity, difference"].append(
-            sr.estimate_total(lr, method="difference").value - truth)
-        errs["uniform"].append(uniform_estimate(oracle, n, k + s, rng).value - truth)
-    print(f"\nrelative RMSE over {args.reps} repetitions ({time.perf_counter() - t3:.1f}s):")
-    base = np.sqrt(np.mean(np.square(errs["uniform"])))
-    for label, e in errs.items():
-        rmse = np.sqrt(np.mean(np.square(e)))
-        print(f"  {label:26s} {100 * rmse / truth:6.2f}%   (uniform / this = {base / rmse:4.2f}x)")
-    print(f"\ntotal time {time.perf_counter() - t0:.1f}s")
-    return 0
+    rc = 0 if args.skip_neural else neural_part(args)
+    if rc == 0 and not args.skip_estimate:
+        rc = estimate_part(args)
+    print(f"\ndemo done in {time.perf_counter() - t0:.0f} s (load average "
+          f"{os.getloadavg()[0]:.2f})")
+    return rc
 
 
 if __name__ == "__main__":

@@ -118,10 +118,8 @@ def dz_seeding(X: np.ndarray, n_clusters: int, *, z: float = 2.0, seed=None,
         x32 = np.ascontiguousarray(np.asarray(X, dtype=np.float64) / scale, dtype=np.float32)
     xnorm = np.einsum("ij,ij->i", x32, x32)
     chosen = np.empty(k, dtype=np.int64)
-    taken = np.zeros(m, dtype=bool)
     first = int(rng.integers(m))
     chosen[0] = first
-    taken[first] = True
 
     def dz(rows: np.ndarray) -> np.ndarray:
         c = x32[rows]
@@ -145,7 +143,6 @@ def dz_seeding(X: np.ndarray, n_clusters: int, *, z: float = 2.0, seed=None,
         np.minimum(dcand, mind[:, None], out=dcand)
         best = int(np.argmin(dcand.sum(axis=0)))
         chosen[t] = cand[best]
-        taken[cand[best]] = True
         mind = dcand[:, best].copy()
         bar.update(1)
     bar.close()
