@@ -272,3 +272,51 @@ def test_mix_in_the_sampler():
         cs.sensitivity_sample(X, loss.__getitem__, 50, n_clusters=20, mix=-0.1)
     with pytest.raises(TypeError, match="mix must be a real number"):
         cs.sensitivity_sample(X, loss.__getitem__, 50, n_clusters=20, mix="half")
+
+
+# ------------------------------------------------------------------ a-priori prediction
+def blobs_with(kind, seed):
+    rng = np.random.default_rng(seed)
+    c = 30
+    means = rng.normal(0, 6.0, size=(c, 6))
+    comp = rng.integers(c, size=4000)
+    X = means[comp] + rng.normal(size=(4000, 6))
+    if kind == "smooth":
+        loss = rng.gamma(1.0, 1.0, size=c)[comp] + 0.05 * ((X - means[comp]) ** 2).sum(1)
+    else:
+        loss = rng.pareto(2.0, size=4000)
+    return X, loss
+
+
+def test_predicted_design_effect_separates_smooth_from_unrelated_losses():
+    verdicts = {"smooth": [], "noise": []}
+    for kind in verdicts:
+        for seed in range(6):
+            X, loss = blobs_with(kind, seed)
+            sels = cs.adaptive_sample(X, loss.__getitem__, 100, rounds=4, n_clusters=30,
+                                      seed=seed)
+            d = sels[-1].diagnostics
+            assert d["predicted_design_effect_rows"] >= 20
+            verdicts[kind].append(d["predicted_design_effect"])
+    assert all(v < 1 for v in verdicts["smooth"]), verdicts
+    assert np.median(verdicts["noise"]) > 1, verdicts
+    assert min(verdicts["noise"]) > max(verdicts["smooth"]), verdicts
+
+
+def test_predicted_design_effect_edge_cases():
+    from coreselect.diagnostics import predicted_design_effect
+
+    x = np.array([[0.0], [1.0], [2.0]])
+    assert predicted_design_effect(x, [1.0, 2.0, 3.0], lam=1.0, n=3, hat_total=6.0,
+                                   cost=0.0)["design_effect"] is None
+    # too few close rows
+    out = predicted_design_effect(x, [1.0, 2.0, 3.0], lam=1.0, n=3, hat_total=6.0, cost=3.0)
+    assert out == {"design_effect": None, "rows": 3}
+    # lam = 0 and a neighbour with loss 0: a positive loss would never be drawn
+    x = np.repeat(np.arange(12.0) * 10, 2)[:, None] + np.tile([0.0, 1.0], 12)[:, None]
+    y = np.tile([0.0, 1.0], 12)
+    out = predicted_design_effect(x, y, lam=0.0, n=24, hat_total=12.0, cost=24.0, min_rows=5)
+    assert out["design_effect"] == math.inf
+    mixed = predicted_design_effect(x, y, lam=0.0, n=24, hat_total=12.0, cost=24.0,
+                                    min_rows=5, mix=0.5)
+    assert math.isfinite(mixed["design_effect"])

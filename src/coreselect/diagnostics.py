@@ -10,6 +10,9 @@ cost and the sampling probabilities. No extra oracle call is made.
     other queried rows): a robust quantile of ``|l(a) - l(b)| / ||a - b||^z``.
 :func:`nearest_neighbour_r2`
     How well each queried loss is predicted by its nearest other queried row.
+:func:`predicted_design_effect`
+    Before labelling: the sample's variance against a uniform sample's, predicted from the
+    queried rows that have a close queried neighbour.
 :func:`selection_diagnostics`
     The report attached to every :class:`~coreselect.Selection` as ``diagnostics``, before
     the sample's losses are known: Phi, sum of l_hat, the lam used and how it was chosen,
@@ -25,10 +28,10 @@ cost and the sampling probabilities. No extra oracle call is made.
 What the queried rows alone can and cannot tell: the queried rows are spread out by
 design (cluster centers), so the pairs among them measure how the loss varies *between*
 clusters. Whether it is smooth *within* clusters, where the sample's points are, shows only
-in the sample's own losses; so the verdict before labelling warns about what it can see
-(zero-probability rows, concentrated weights, a guarantee no better than uniform's, losses
-that do not follow the embeddings between clusters) and the definitive answer is
-:func:`diagnose_sample`'s.
+in the sample's own losses; so the verdict before labelling rests on the few queried rows that have a close queried
+neighbour (:func:`predicted_design_effect`) and on what it can see for sure (zero-probability
+rows, concentrated weights, a guarantee no better than uniform's), and the definitive answer
+is :func:`diagnose_sample`'s.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ __all__ = [
     "HolderEstimate",
     "estimate_holder_constant",
     "nearest_neighbour_r2",
+    "predicted_design_effect",
     "diagnose_sample",
     "theorem5_epsilon",
     "selection_diagnostics",
@@ -217,6 +221,84 @@ def nearest_neighbour_r2(points, losses, *, weights=None) -> float | None:
     return 1.0 - ss_res / ss_tot
 
 
+def predicted_design_effect(points, losses, *, lam: float, n: int, hat_total: float,
+                            cost: float, z: float = 2.0, mix: float = 0.0,
+                            scale: float = 2.0, min_rows: int = 20) -> dict:
+    """Predict, before labelling, the sample's variance against a uniform sample's.
+
+    Queried rows whose nearest other queried row b is about as close as a typical row is to
+    its center (``||q - b||^z <= scale * Phi / n``) stand in for pool rows: q plays a row
+    with center b, ``l_hat = l(b)``, ``v = ||q - b||^z`` and the sampler's probability
+    ``p = (1 - mix) (l_hat + lam v) / (sum l_hat + lam Phi) + mix / n``. The per-draw
+    second moments ``n mean(l^2 / p)`` (sensitivity) and ``n^2 mean(l^2)`` (uniform) over
+    these rows, less ``T^2`` with ``T ~ sum l_hat``, give the predicted design effect.
+    Only close pairs are used: the pairs of queried rows are mostly far apart (centers are
+    spread out by design) and say nothing about the loss within clusters.
+
+    Parameters
+    ----------
+    points : array-like of shape (m, d)
+        Embeddings of the queried rows.
+    losses : array-like of shape (m,)
+        Their losses.
+    lam : float
+        The lam of the sampler.
+    n : int
+        The pool size.
+    hat_total, cost : float
+        ``sum l_hat`` and ``Phi`` of the sampler.
+    z : float, default=2.0
+        Power of the distance.
+    mix : float, default=0.0
+        Defensive mixing share.
+    scale : float, default=2.0
+        How far (in units of the mean ``v = Phi / n``) a neighbour may be.
+    min_rows : int, default=20
+        Fewer close rows than this: no prediction (None).
+
+    Returns
+    -------
+    dict
+        ``design_effect`` (None without enough close rows; inf when a close row with a
+        positive loss would get probability 0) and ``rows`` (close rows used).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.repeat(np.arange(30.0) * 100, 2)[:, None] + np.tile([0.0, 1.0], 30)[:, None]
+    >>> same = np.repeat(np.arange(1.0, 31.0), 2)             # both rows of a pair agree
+    >>> out = predicted_design_effect(x, same, lam=0.0, n=60, hat_total=same.sum(), cost=30.0)
+    >>> out["rows"], out["design_effect"] < 0.01
+    (60, True)
+    """
+    P = np.ascontiguousarray(check_embeddings(points, name="points"), dtype=np.float64)
+    m = P.shape[0]
+    y = check_losses(losses, np.arange(m), name="losses")
+    z = check_z(z)
+    if m < 2 or cost <= 0 or n <= 0:
+        return {"design_effect": None, "rows": 0}
+    idx, sq = _nearest_others(P, 1)
+    v = power_of_distance(sq[:, 0].copy(), z)
+    close = v <= scale * cost / n
+    rows = int(np.count_nonzero(close))
+    if rows < max(1, min_rows):
+        return {"design_effect": None, "rows": rows}
+    yc = y[close]
+    Z = hat_total + lam * cost
+    p = (y[idx[close, 0]] + lam * v[close]) / Z if Z > 0 else np.zeros(rows)
+    if mix > 0:
+        p = (1.0 - mix) * p + mix / n
+    T2 = float(hat_total) ** 2
+    var_u = n * n * float(np.mean(yc**2)) - T2
+    pos = yc > 0
+    if np.any(pos & (p <= 0)):
+        return {"design_effect": math.inf, "rows": rows}
+    var_s = n * float(np.sum(yc[pos] ** 2 / p[pos])) / rows - T2
+    if var_u <= 0:
+        return {"design_effect": None, "rows": rows}
+    return {"design_effect": float(max(var_s, 0.0) / var_u), "rows": rows}
+
+
 def theorem5_epsilon(size: int) -> float:
     """The eps of Theorem 5 for a sample of ``size`` draws: ``size = eps^-2 (2 + 2 eps / 3)``.
 
@@ -290,7 +372,9 @@ def selection_diagnostics(*, p: np.ndarray, indices: np.ndarray, weights: np.nda
         ``effective_sample_size`` (Kish, ``(sum w)^2 / sum w^2`` over the distinct drawn
         rows); ``max_weight_share``; ``zero_probability_rows``; ``min_np``, ``max_np``
         (extremes of ``n p``; 1 is uniform); ``nn_r2`` (:func:`nearest_neighbour_r2` of the
-        queried losses, weighted by cluster size); ``warnings`` (plain sentences) and
+        queried losses, weighted by cluster size); ``predicted_design_effect`` and
+        ``predicted_design_effect_rows`` (:func:`predicted_design_effect`; above 1 the
+        verdict is "likely worse than uniform"); ``warnings`` (plain sentences) and
         ``verdict`` (one sentence). Once the sample's losses are known,
         :func:`diagnose_sample` says whether the sample did beat uniform sampling.
 
@@ -323,9 +407,12 @@ def selection_diagnostics(*, p: np.ndarray, indices: np.ndarray, weights: np.nda
     holder = None
     pair_scale = None
     r2 = None
+    pred = {"design_effect": None, "rows": 0}
     if Q is not None and Q.ndim == 2 and Q.shape[0] >= 2:
         holder = estimate_holder_constant(Q, ql, z=z, quantile=holder_quantile)
         r2 = nearest_neighbour_r2(Q, ql, weights=sizes)
+        pred = predicted_design_effect(Q, ql, lam=lam, n=n, hat_total=hat_total, cost=cost,
+                                       z=z, mix=mix)
         if cost > 0:
             _, sq = _nearest_others(Q, 1)
             pair_scale = float(np.median(power_of_distance(sq[:, 0].copy(), z)) / (cost / n))
@@ -350,13 +437,16 @@ def selection_diagnostics(*, p: np.ndarray, indices: np.ndarray, weights: np.nda
             f"better than uniform sampling's (Theorem 4, about {uniform_bound:.4g} or more): "
             "the clustering cost is too large for this lam; more centers or rounds help."
         )
-    if r2 is not None and r2 <= 0:
+    deff = pred["design_effect"]
+    if deff is not None and deff > 1.0:
+        what = "infinite" if not math.isfinite(deff) else f"{deff:.3g}"
         warns.append(
-            f"The queried losses are predicted no better by their nearest queried neighbour "
-            f"than by their mean (R^2 = {r2:.2f}): between clusters the loss does not follow "
-            "the embeddings. If it does not within clusters either, this sample can be worse "
-            "than uniform; check with coreselect.diagnostics.diagnose_sample(selection, "
-            "losses) once the sample's losses are known."
+            f"Likely worse than uniform sampling: on the {pred['rows']} queried rows that have "
+            f"a close queried neighbour, predicting each loss from that neighbour gives a "
+            f"predicted variance {what} times a uniform sample's. The loss does not look "
+            f"{z:g}-Hoelder in these embeddings; use mix= (e.g. 0.3) or uniform sampling, "
+            "and check with coreselect.diagnostics.diagnose_sample(selection, losses) once "
+            "the sample's losses are known."
         )
     if holder is not None and holder.n_conflicts:
         warns.append(
@@ -377,7 +467,7 @@ def selection_diagnostics(*, p: np.ndarray, indices: np.ndarray, weights: np.nda
         )
     if not replace:
         warns.append(f"{theorem}'s bound is stated for i.i.d. draws (replace=True).")
-    if holder is not None and holder.n_conflicts:
+    if (holder is not None and holder.n_conflicts) or (deff is not None and deff > 1.0):
         verdict = "Likely worse than uniform sampling: fall back to uniform or use mix > 0."
     elif warns:
         verdict = "Usable, with the caveats in warnings."
@@ -405,6 +495,9 @@ def selection_diagnostics(*, p: np.ndarray, indices: np.ndarray, weights: np.nda
         "min_np": float(p.min() * n),
         "max_np": float(p.max() * n),
         "nn_r2": _finite_or_none(r2),
+        "predicted_design_effect": None if deff is None else _finite_or_none(deff),
+        "predicted_design_effect_infinite": bool(deff is not None and not math.isfinite(deff)),
+        "predicted_design_effect_rows": int(pred["rows"]),
         "warnings": warns,
         "verdict": verdict,
     }
