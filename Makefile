@@ -31,6 +31,7 @@ data:
 	fi
 
 demo: install data
+	$(PIP) "$(TORCH)" && $(PIP) -e ".[torch,plot]"
 	$(PY) experiments/demo.py
 
 test: install-dev
