@@ -166,6 +166,7 @@ def test_sample_checks_embeddings_fingerprint(tmp_path, capsys):
 # --------------------------------------------------------------------------- resume
 ORACLE = textwrap.dedent("""
     import os
+    import signal
     import numpy as np
 
     LOSS = np.load(os.path.join(os.path.dirname(__file__), "loss.npy"))
@@ -175,6 +176,8 @@ ORACLE = textwrap.dedent("""
         with open(log, "a") as fh:
             fh.write(" ".join(str(int(i)) for i in indices) + "\\n")
         calls = sum(1 for _ in open(log))
+        if calls > int(os.environ.get("KILL_AFTER", "1000000")):
+            os.kill(os.getpid(), signal.SIGKILL)  # no exception handler runs
         if calls > int(os.environ.get("FAIL_AFTER", "1000000")):
             raise RuntimeError("the labelling service went down")
         return LOSS[indices]
@@ -229,6 +232,36 @@ def test_resume_asks_only_for_missing_answers(tmp_path):
     _same(fresh, cs.sensitivity_sample(pool, loss.__getitem__, S, n_clusters=k, seed=SEED))
     ref = cs.sensitivity_sample(X, loss.__getitem__, S, n_clusters=k, seed=SEED)
     _same(fresh, ref, exact=False)
+
+
+@pytest.mark.skipif(not hasattr(os, "kill") or sys.platform == "win32", reason="POSIX signals")
+def test_resume_after_the_process_is_killed(tmp_path):
+    X, loss = _data()
+    emb = _write_embeddings(tmp_path, ".npy", X)
+    np.save(tmp_path / "loss.npy", loss)
+    (tmp_path / "myoracle.py").write_text(ORACLE)
+    args = ["select", emb, "-k", 10, "-s", 30, "--oracle", "myoracle:loss", "--batch-size", 3,
+            "--seed", 5, "--cache", tmp_path / "cache.csv", "--out", tmp_path / "sel.parquet"
+            if _has_pyarrow() else tmp_path / "sel.csv", "-q"]
+    log1 = str(tmp_path / "kill.log")
+    rc, _, _ = run_cli(*args, cwd=tmp_path, env={"ORACLE_LOG": log1, "KILL_AFTER": "2"})
+    assert rc == -9
+    paid = {i for batch_ in _calls(log1)[:2] for i in batch_}
+    assert len(paid) == 6
+    assert [f for f in os.listdir(tmp_path) if f.startswith("sel")] == []
+    log2 = str(tmp_path / "again.log")
+    rc, _, err = run_cli(*args, cwd=tmp_path, env={"ORACLE_LOG": log2})
+    assert rc == 0, err
+    again = [i for batch_ in _calls(log2) for i in batch_]
+    assert len(again) == 4 and not paid & set(again)
+
+
+def _has_pyarrow() -> bool:
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def test_resume_without_seed_reuses_the_recorded_one(tmp_path, capsys, monkeypatch):
@@ -469,3 +502,15 @@ def test_reproduce_lists_real_experiments(capsys):
     assert rc == 0
     for name in names:
         assert name in out
+
+
+def test_library_logging_is_left_as_found(tmp_path, capsys):
+    import logging
+
+    X, _ = _data()
+    emb = _write_embeddings(tmp_path, ".npy", X)
+    logger = logging.getLogger("coreselect")
+    before = (logger.level, logger.propagate, list(logger.handlers))
+    assert main(capsys, "info", emb)[0] == 0
+    assert main(capsys, "info", tmp_path / "missing.npy")[0] == 2
+    assert (logger.level, logger.propagate, list(logger.handlers)) == before

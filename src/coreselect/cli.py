@@ -122,6 +122,15 @@ def _z(text: str) -> float:
     return value
 
 
+def _fit_params(args) -> dict:
+    """The clustering options for ``SensitivitySampler`` (``memory_limit`` only when given)."""
+    params = {"fit_sample_size": args.fit_sample_size, "max_iter": args.max_iter,
+              "chunk_size": args.chunk_size, "backend": args.backend}
+    if args.memory_limit is not None:
+        params["memory_limit"] = args.memory_limit
+    return params
+
+
 def _new_seed() -> int:
     """A fresh seed, printed and stored so that the run can be repeated."""
     return int(np.random.SeedSequence().entropy % (2**32))
@@ -314,8 +323,7 @@ def cmd_plan(args) -> int:
     seed = args.seed if args.seed is not None else _new_seed()
     fp = fingerprint(X, progress=_progress(args))
     sampler = SensitivitySampler(
-        args.clusters, z=args.z, seed=seed, fit_sample_size=args.fit_sample_size,
-        max_iter=args.max_iter, chunk_size=args.chunk_size, progress=_progress(args),
+        args.clusters, z=args.z, seed=seed, progress=_progress(args), **_fit_params(args),
     ).fit(X)
     created = not os.path.isdir(out)
     os.makedirs(out, exist_ok=True)
@@ -369,7 +377,9 @@ def cmd_sample(args) -> int:
     idx, losses = read_losses(args.losses, n=sampler.n_samples_)
     query_losses = match_losses(idx, losses, sampler.query_indices_, path=args.losses)
     sel = sampler.sample(query_losses, size, lam=args.lam, replace=replace, seed=args.seed)
-    paths = write_selection(args.out, sel, force=args.force)
+    provenance = {"plan": os.path.abspath(plan), "plan_seed": sampler.seed,
+                  "sample_seed": args.seed, "fingerprint": getattr(sampler, "fingerprint_", None)}
+    paths = write_selection(args.out, sel, force=args.force, extra_meta=provenance)
     human, data = _selection_summary(sel, paths)
     human.append(f"next: label the selected rows, then: coreselect estimate {args.out} "
                  "--losses FILE")
@@ -409,8 +419,7 @@ def cmd_select(args) -> int:
     sel = sensitivity_sample(
         X, oracle, args.size, n_clusters=args.clusters, z=args.z, lam=args.lam,
         replace=replace, seed=seed, batch_size=args.batch_size, cache=cache,
-        progress=_progress(args), fit_sample_size=args.fit_sample_size, max_iter=args.max_iter,
-        chunk_size=args.chunk_size,
+        progress=_progress(args), **_fit_params(args),
     )
     paths = write_selection(args.out, sel, force=args.force, extra_meta={"seed": int(seed)})
     human, data = _selection_summary(sel, paths)
@@ -514,6 +523,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max-iter", type=_positive_int, default=20, help="clustering steps (20)")
     g.add_argument("--chunk-size", type=_positive_int, default=None,
                    help="rows per assignment chunk (does not change results)")
+    g.add_argument("--backend", default=None,
+                   help="assignment backend: numpy (default), faiss, torch, ...")
+    g.add_argument("--memory-limit", default=None, metavar="BYTES",
+                   help="bound on the fit's memory (e.g. 2GB); the pool is read in chunks")
 
     draw = argparse.ArgumentParser(add_help=False)
     g = draw.add_argument_group("sampling")
@@ -639,18 +652,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _setup_logging(args) -> None:
+def _setup_logging(args) -> tuple:
+    """Log lines of the library to stderr; returns what :func:`_restore_logging` puts back."""
     level = logging.DEBUG if args.debug else (logging.WARNING if args.quiet else logging.INFO)
     root = logging.getLogger("coreselect")
-    for h in list(root.handlers):
-        if getattr(h, "_coreselect_cli", False):
-            root.removeHandler(h)
+    saved = (root.level, root.propagate)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("coreselect: %(message)s"))
     handler._coreselect_cli = True
     root.addHandler(handler)
     root.setLevel(level)
     root.propagate = False
+    return saved
+
+
+def _restore_logging(saved: tuple) -> None:
+    root = logging.getLogger("coreselect")
+    for h in list(root.handlers):
+        if getattr(h, "_coreselect_cli", False):
+            root.removeHandler(h)
+    root.setLevel(saved[0])
+    root.propagate = saved[1]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -670,7 +692,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help(sys.stderr)
         return 2
-    _setup_logging(args)
+    saved = _setup_logging(args)
     from .oracle import OracleError
 
     try:
@@ -703,10 +725,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _fail(f"unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)")
         return 1
     finally:
-        root = logging.getLogger("coreselect")
-        for h in list(root.handlers):
-            if getattr(h, "_coreselect_cli", False):
-                root.removeHandler(h)
+        _restore_logging(saved)
 
 
 def _fail(message: str) -> None:

@@ -573,13 +573,15 @@ def embeddings_summary(X: np.ndarray, *, progress: bool = False) -> dict:
     keys_all = np.concatenate(keys) if keys else np.empty((0, 2))
     rows = np.concatenate(finite_rows) if finite_rows else np.empty(0, dtype=np.int64)
     duplicates = 0
-    if rows.size:
-        _, inverse, counts = np.unique(keys_all, axis=0, return_inverse=True,
-                                       return_counts=True)
-        inverse = inverse.reshape(-1)
-        shared = np.flatnonzero(counts[inverse] > 1)
-        if shared.size:
-            cand = np.asarray(X[np.sort(rows[shared])], dtype=np.float64)
+    if rows.size > 1:
+        order = np.lexsort((keys_all[:, 1], keys_all[:, 0]))
+        sk = keys_all[order]
+        same = (sk[1:] == sk[:-1]).all(axis=1)
+        shared = np.zeros(order.shape[0], dtype=bool)
+        shared[1:] |= same
+        shared[:-1] |= same
+        if shared.any():
+            cand = np.asarray(X[np.sort(rows[order[shared]])], dtype=np.float64)
             distinct = np.unique(cand, axis=0).shape[0]
             duplicates = int(cand.shape[0] - distinct)
     return {
@@ -603,33 +605,28 @@ def read_table(path: str | os.PathLike) -> tuple[list[str], list[list[str]], lis
         raise FileNotFoundError(f"{path}: no such file.")
     suffix = _suffix(path)
     if suffix == ".csv":
-        names: list[str] | None = None
-        cols: list[list[str]] = []
+        rows: list[list[str]] = []
         where: list[int] = []
         with open(path, encoding="utf-8", newline="") as fh:
-            for lineno, row in enumerate(csv.reader(fh), start=1):
-                if not row or (len(row) == 1 and not row[0].strip()) or row[0].startswith("#"):
+            reader = csv.reader(fh)
+            for row in reader:
+                if not row or row[0].startswith("#") or (len(row) == 1 and not row[0].strip()):
                     continue
-                if names is None:
-                    names = [c.strip().lower() for c in row]
-                    if all(_is_number(c) for c in names):
-                        # no header: columns are taken by position (index, loss, ...)
-                        names = ["index", "loss"][: len(row)] + [
-                            f"column{i}" for i in range(2, len(row))
-                        ]
-                    else:
-                        cols = [[] for _ in names]
-                        continue
-                    cols = [[] for _ in names]
-                if len(row) != len(names):
-                    raise ValueError(
-                        f"{path}, line {lineno}: {len(row)} fields; the header has {len(names)}."
-                    )
-                for c, value in zip(cols, row, strict=True):
-                    c.append(value.strip())
-                where.append(lineno)
-        if names is None:
+                rows.append(row)
+                where.append(reader.line_num)
+        if not rows:
             raise ValueError(f"{path} is empty: no header and no rows.")
+        names = [c.strip().lower() for c in rows[0]]
+        if all(_is_number(c) for c in names):
+            # no header: columns are taken by position (index, loss, ...)
+            names = ["index", "loss"][: len(names)] + [f"column{i}" for i in range(2, len(names))]
+        else:
+            rows, where = rows[1:], where[1:]
+        width = len(names)
+        for row, lineno in zip(rows, where, strict=True):
+            if len(row) != width:
+                raise ValueError(f"{path}, line {lineno}: {len(row)} fields; the header has {width}.")
+        cols = [list(c) for c in zip(*rows, strict=True)] if rows else [[] for _ in names]
         return names, cols, where, {}
     if suffix == ".parquet":
         pq = _need_pyarrow("reading .parquet")
@@ -654,10 +651,6 @@ def read_table(path: str | os.PathLike) -> tuple[list[str], list[list[str]], lis
         f"{path}: unknown table format {suffix or '(no suffix)'!r}; expected one of "
         f"{', '.join(TABLE_FORMATS)}."
     )
-
-
-def _where(path: str, pos: int) -> str:
-    return f"line {pos}" if _suffix(path) == ".csv" else f"row {pos}"
 
 
 def _first(items: list[str], limit: int = 3) -> str:
@@ -697,11 +690,52 @@ def read_losses(path: str | os.PathLike, *, n: int | None = None) -> tuple[np.nd
     loss_text = cols[names.index("loss")]
     if not where:
         raise ValueError(f"{path} has a header but no rows.")
+    where_of = (lambda pos: f"line {pos}") if _suffix(path) == ".csv" else (lambda pos: f"row {pos}")
+    try:  # fast path: every cell converts; the checks below are vectorised
+        indices = np.asarray(idx_text).astype(np.int64)
+        losses = np.asarray(loss_text).astype(np.float64)
+    except (ValueError, OverflowError):
+        indices, losses = _parse_losses_slowly(path, idx_text, loss_text, where, n, where_of)
+    bad_index = (indices < 0) if n is None else ((indices < 0) | (indices >= n))
+    bad = bad_index | ~np.isfinite(losses) | (losses < 0)
+    if bad.any():
+        rng = f"[0, {n})" if n is not None else ">= 0"
+        problems = []
+        for pos in np.flatnonzero(bad)[:3].tolist():
+            w, i, v = where_of(where[pos]), int(indices[pos]), float(losses[pos])
+            if bad_index[pos]:
+                problems.append(f"{w}: index {i} is not a row of the data (must be in {rng})")
+            elif v != v:
+                problems.append(f"{w} (index {i}): loss is NaN")
+            elif not math.isfinite(v):
+                problems.append(f"{w} (index {i}): loss {loss_text[pos].strip()!r} is not finite")
+            else:
+                problems.append(f"{w} (index {i}): loss {v!r} is negative; losses must be >= 0")
+        count = int(bad.sum())
+        more = f", ... ({count} in all)" if count > 3 else ""
+        raise ValueError(f"{path}: {count} bad rows: {'; '.join(problems)}{more}.")
+    order = np.argsort(indices, kind="stable")
+    dup = np.flatnonzero(np.diff(indices[order]) == 0)
+    if dup.size:
+        msgs = []
+        for j in dup[:3]:
+            a, b = order[j], order[j + 1]
+            msgs.append(f"index {int(indices[a])} on {where_of(where[a])} and "
+                        f"{where_of(where[b])}")
+        raise ValueError(
+            f"{path}: {dup.size} indices are given more than once: {_first(msgs)}."
+        )
+    return indices, losses
+
+
+def _parse_losses_slowly(path, idx_text, loss_text, where, n, where_of):
+    """Cell by cell, for files where some cell does not convert: names the bad rows."""
     problems: list[str] = []
     indices = np.empty(len(where), dtype=np.int64)
     losses = np.empty(len(where), dtype=np.float64)
     for pos, (it, lt, at) in enumerate(zip(idx_text, loss_text, where, strict=True)):
-        w = _where(path, at)
+        w = where_of(at)
+        it, lt = it.strip(), lt.strip()
         try:
             i = int(it)
         except ValueError:
@@ -735,17 +769,6 @@ def read_losses(path: str | os.PathLike, *, n: int | None = None) -> tuple[np.nd
         losses[pos] = v
     if problems:
         raise ValueError(f"{path}: {len(problems)} bad rows: {_first(problems)}.")
-    order = np.argsort(indices, kind="stable")
-    dup = np.flatnonzero(np.diff(indices[order]) == 0)
-    if dup.size:
-        msgs = []
-        for j in dup[:3]:
-            a, b = order[j], order[j + 1]
-            msgs.append(f"index {int(indices[a])} on {_where(path, where[a])} and "
-                        f"{_where(path, where[b])}")
-        raise ValueError(
-            f"{path}: {dup.size} indices are given more than once: {_first(msgs)}."
-        )
     return indices, losses
 
 
