@@ -20,7 +20,7 @@ install: $(PY)
 
 install-dev: $(PY)
 	$(PIP) "$(TORCH)"
-	$(PIP) -e ".[dev,plot,parquet,torch]"
+	$(PIP) -e ".[dev,plot,parquet,torch,docs,huggingface]"
 
 data:
 	@if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null 2>&1 \
@@ -42,6 +42,9 @@ test-all: install-dev
 
 bench: install-dev
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) benchmarks/run_all.py
+
+docs: install-dev
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 lint: install-dev
 	$(BIN)/ruff check src tests benchmarks experiments

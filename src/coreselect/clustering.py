@@ -65,6 +65,14 @@ class Clustering:
         Rows the centers were fitted on.
     n_iter : int
         Improvement steps run.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[0.0], [0.0], [10.0], [10.0]])
+    >>> c = kz_clustering(X, 2, seed=0)
+    >>> c.cost, sorted(c.cluster_sizes.tolist())
+    (0.0, [2, 2])
     """
 
     center_indices: np.ndarray

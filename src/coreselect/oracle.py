@@ -38,6 +38,19 @@ class OracleError(RuntimeError):
     state : object or None
         Work done before the oracle was called (e.g. the fitted ``SensitivitySampler``), so
         that it need not be recomputed.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> def oracle(idx):
+    ...     if 2 in idx:
+    ...         raise RuntimeError("model crashed")
+    ...     return np.ones(len(idx))
+    >>> try:
+    ...     ask_oracle(oracle, [0, 1, 2, 3], batch_size=2)
+    ... except OracleError as err:
+    ...     print(err.answered, err.missing)
+    {0: 1.0, 1: 1.0} [2 3]
     """
 
     def __init__(self, message: str, answered: dict[int, float], missing: np.ndarray,

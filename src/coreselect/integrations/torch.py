@@ -41,6 +41,7 @@ from .._validation import (
 __all__ = [
     "ArrayDataset",
     "WeightedSubset",
+    "selection_sampler",
     "MLP",
     "CNN",
     "make_model",
@@ -169,6 +170,46 @@ class WeightedSubset(torch.utils.data.Dataset):
     def __getitem__(self, i):
         x, y = self.dataset[int(self.indices[i])]
         return x, y, self.weights[i]
+
+
+def selection_sampler(selection, *, num_samples: int | None = None,
+                      seed=None) -> torch.utils.data.WeightedRandomSampler:
+    """A ``WeightedRandomSampler`` over the whole pool that draws only the selected rows.
+
+    Row ``i`` of the pool is drawn with probability proportional to its summed sample weight
+    (0 for rows not selected), with replacement, so that an unweighted loss over the drawn
+    rows estimates the pool's mean loss as the weighted loss of the selection does. Give it
+    to a ``DataLoader`` over the pool's dataset (``len(dataset) == selection.n``).
+
+    Parameters
+    ----------
+    selection : Selection
+    num_samples : int, optional
+        Rows per epoch; the number of distinct selected rows by default.
+    seed : None, int or numpy.random.Generator
+        Seeds the sampler's own ``torch.Generator``.
+
+    Examples
+    --------
+    >>> from coreselect import Selection
+    >>> sel = Selection(indices=[3, 1], weights=[1.0, 3.0], probabilities=[0.5, 0.5], n=5)
+    >>> sampler = selection_sampler(sel, num_samples=100, seed=0)
+    >>> sorted(set(int(i) for i in sampler))
+    [1, 3]
+    """
+    uniq, w = selection.unique()
+    pool_weights = np.zeros(selection.n)
+    pool_weights[uniq] = w
+    if not pool_weights.sum() > 0:
+        raise ValueError("selection must have weights with a positive sum; got none.")
+    if num_samples is None:
+        num_samples = int(uniq.shape[0])
+    num_samples = check_positive_int(num_samples, "num_samples")
+    gen = torch.Generator().manual_seed(_torch_seed(seed))
+    return torch.utils.data.WeightedRandomSampler(
+        torch.as_tensor(pool_weights, dtype=torch.float64), num_samples, replacement=True,
+        generator=gen,
+    )
 
 
 def _batches(dataset, order: np.ndarray, batch_size: int) -> Iterator[tuple]:

@@ -1,0 +1,99 @@
+"""The documentation site builds in strict mode: a broken link, a missing page or a
+mkdocstrings reference to a name that does not exist fails the build."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytest.importorskip("mkdocs")
+pytest.importorskip("material")
+pytest.importorskip("mkdocstrings_handlers.python")
+
+
+def _build(config: Path, site: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
+    return subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(config), "-d", str(site)],
+        cwd=config.parent, env=env, capture_output=True, text=True, timeout=300,
+    )
+
+
+def _copy_project(tmp_path: Path) -> Path:
+    """mkdocs.yml, docs/ and src/ in a scratch folder, so that a test can break them."""
+    dst = tmp_path / "proj"
+    dst.mkdir()
+    shutil.copy(ROOT / "mkdocs.yml", dst / "mkdocs.yml")
+    shutil.copytree(ROOT / "docs", dst / "docs")
+    shutil.copytree(ROOT / "src", dst / "src",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    return dst
+
+
+def test_config_is_strict():
+    text = (ROOT / "mkdocs.yml").read_text()
+    assert "strict: true" in text
+    assert "docstring_style: numpy" in text
+
+
+def test_every_page_is_in_the_nav():
+    import yaml
+
+    class _Loader(yaml.SafeLoader):
+        pass
+
+    # mkdocs.yml may hold !!python/name tags; they are not needed to read the nav.
+    _Loader.add_multi_constructor("tag:yaml.org,2002:python/", lambda loader, suffix, node: None)
+    config = yaml.load((ROOT / "mkdocs.yml").read_text(), Loader=_Loader)
+
+    def pages(nav):
+        for item in nav:
+            value = next(iter(item.values())) if isinstance(item, dict) else item
+            if isinstance(value, list):
+                yield from pages(value)
+            else:
+                yield value
+
+    in_nav = set(pages(config["nav"]))
+    on_disk = {p.relative_to(ROOT / "docs").as_posix() for p in (ROOT / "docs").rglob("*.md")}
+    assert on_disk - in_nav == set(), "pages missing from the nav"
+    assert in_nav - on_disk == set(), "nav entries without a page"
+
+
+def test_site_builds_strictly(tmp_path):
+    res = _build(ROOT / "mkdocs.yml", tmp_path / "site")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "WARNING" not in res.stderr, res.stderr
+    site = tmp_path / "site"
+    for page in ("index.html", "concepts/index.html", "api/sampling/index.html",
+                 "api/integrations/index.html"):
+        assert (site / page).is_file(), page
+    api = (site / "api" / "sampling" / "index.html").read_text()
+    # mkdocstrings rendered the public API from the docstrings
+    assert "sensitivity_sample" in api and "SensitivitySampler" in api
+    assert "query_indices_" in api
+
+
+def test_broken_link_fails_the_build(tmp_path):
+    proj = _copy_project(tmp_path)
+    page = proj / "docs" / "index.md"
+    page.write_text(page.read_text() + "\nSee [a page that is not there](no-such-page.md).\n")
+    res = _build(proj / "mkdocs.yml", tmp_path / "site")
+    assert res.returncode != 0
+    assert "no-such-page.md" in res.stdout + res.stderr
+
+
+def test_broken_api_reference_fails_the_build(tmp_path):
+    proj = _copy_project(tmp_path)
+    page = proj / "docs" / "api" / "oracle.md"
+    page.write_text(page.read_text() + "\n::: coreselect.no_such_module\n")
+    res = _build(proj / "mkdocs.yml", tmp_path / "site")
+    assert res.returncode != 0
+    assert "no_such_module" in res.stdout + res.stderr
