@@ -67,20 +67,22 @@ def dataset_embeddings(dataset, column: str = "embeddings") -> np.ndarray:
     """
     _check_dataset(dataset)
     _check_column(dataset, column, "column")
-    arr = dataset.with_format("numpy")[column]
-    if isinstance(arr, np.ndarray) and arr.dtype == object:
-        lengths = sorted({len(row) for row in arr})
+    try:
+        arr = np.asarray(dataset.with_format("numpy")[column])
+        ragged = arr.dtype == object
+    except ValueError:  # numpy refuses to stack rows of different lengths
+        ragged = True
+    if ragged:
         raise ValueError(
             f"column {column!r} must hold lists of one length (the embedding dimension); "
-            f"got lengths {lengths[:5]}."
+            "got rows of different lengths."
         )
-    arr = np.asarray(arr)
+    if arr.dtype.kind not in "fiub":
+        raise TypeError(f"column {column!r} must hold numbers; got dtype {arr.dtype}.")
     if arr.ndim != 2:
         raise ValueError(
             f"column {column!r} must hold one vector a row, shape (n, d); got shape {arr.shape}."
         )
-    if arr.dtype.kind not in "fiub":
-        raise TypeError(f"column {column!r} must hold numbers; got dtype {arr.dtype}.")
     return arr if arr.dtype == np.float32 else arr.astype(np.float64)
 
 
