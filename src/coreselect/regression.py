@@ -80,9 +80,11 @@ class RegressionSelection:
     coef : ndarray of float64, shape (d,)
         The weighted least squares solution on the labelled rows (the output of the method).
     coef0 : ndarray of float64, shape (d,)
-        ``x0``: least squares on the centers weighted by their cluster sizes.
-    center_labels : ndarray of float64, shape (k,)
-        The oracle's labels of the centers, in the order of ``selection.query_indices``.
+        ``x0``: least squares on the centers weighted by their cluster sizes (NaN when the
+        centers' labels were not needed: ``zeta=inf`` with ``use_centers=False``).
+    center_labels : ndarray of float64, shape (k,) or (0,)
+        The oracle's labels of the centers, in the order of ``selection.query_indices``
+        (empty when they were not needed).
     sample_labels : ndarray of float64, shape (s,)
         The labels of ``selection.indices`` (repeats included).
     fit_indices, fit_weights : ndarray, shape (m,)
@@ -90,8 +92,9 @@ class RegressionSelection:
         with ``use_centers=True``, each center with the number of zero-probability rows it
         stands for. Train any other model on these to use the selection.
     n_labels : int
-        Distinct rows whose label the oracle was asked for (k plus the distinct sampled rows
-        that are not centers).
+        Distinct rows whose label the oracle was asked for: k plus the distinct sampled rows
+        that are not centers (only the distinct sampled rows when ``zeta=inf`` and
+        ``use_centers=False``, the paper's experimental setting).
 
     Examples
     --------
@@ -215,7 +218,7 @@ def ask_labels(label_oracle: Callable, indices, *, batch_size: int | None = 1024
         if hasattr(raw, "detach"):  # torch tensors
             raw = raw.detach().cpu().numpy()
         got = check_labels(raw, batch, name="label_oracle", source="the label oracle")
-        known.update(zip(batch.tolist(), got.tolist()))
+        known.update(zip(batch.tolist(), got.tolist(), strict=True))
     return np.array([known[i] for i in indices.tolist()], dtype=np.float64)
 
 
@@ -379,7 +382,7 @@ def _kmedian(A: np.ndarray, k: int, rng: np.random.Generator, projection_dim,
 # ------------------------------------------------------------------- Algorithm 2
 def regression_sample(A, label_oracle: Callable, size: int, *, n_clusters: int | None,
                       zeta: float = float("inf"), ridge: float = 0.0, replace: bool = True,
-                      use_centers: bool = True, clustering="kmedian",
+                      use_centers: bool = True, mix: float = 0.0, clustering="kmedian",
                       projection_dim: int | str | None = "auto", seed=None,
                       batch_size: int | None = 1024, **fit_params) -> RegressionSelection:
     """Select rows of A to label for least squares (Algorithm 2 of the paper) and fit.
@@ -407,7 +410,15 @@ def regression_sample(A, label_oracle: Callable, size: int, *, n_clusters: int |
         probabilities ``min(1, c p)`` and weights ``1/pi``.
     use_centers : bool, default=True
         Add each center to the final fit, weighted by the number of rows of its cluster that
-        have ``p = 0`` (rows equal to the center); False fits on the sample only.
+        have ``p = 0`` (rows equal to the center); False fits on the sample only, as the
+        paper does (with ``zeta=inf`` the centers' labels are then not asked at all).
+    mix : float, default=0.0
+        Share of the sampling mass spread evenly over the clusters (``mix / k`` each,
+        uniform within a cluster): ``p = (1 - mix) p_alg2 + mix q``. 0 is Algorithm 2 as in
+        the paper; 0.5 mixes in the classical k-median sensitivity term ``1 / |C_i|``
+        (Feldman and Langberg 2011; Bachem et al. 2018's lightweight coresets use the same
+        half-and-half mixture), which bounds every weight by ``k |C_i| / (mix s)`` and
+        reaches rows that coincide with their center.
     clustering : "kmedian", "kmedoids" or Clustering, default="kmedian"
         "kmedian": our (k, z)-clustering with z = 1 (linear memory). "kmedoids": FasterPAM
         (``pip install coreselect[kmedoids]``; needs the n x n distance matrix in memory).
@@ -445,6 +456,9 @@ def regression_sample(A, label_oracle: Callable, size: int, *, n_clusters: int |
     size = check_size(size, n, replace=replace)
     zeta = _check_nonneg(zeta, "zeta", allow_inf=True)
     ridge = _check_nonneg(ridge, "ridge")
+    mix = _check_nonneg(mix, "mix")
+    if mix >= 1:
+        raise ValueError(f"mix must be a real number in [0, 1); got {mix}.")
     if not callable(label_oracle):
         raise TypeError(
             f"label_oracle must be callable (indices -> labels); got {type(label_oracle).__name__}."
@@ -484,12 +498,19 @@ def regression_sample(A, label_oracle: Callable, size: int, *, n_clusters: int |
     k = centers.shape[0]
     sizes = np.bincount(labels, minlength=k).astype(np.int64)
 
-    # 2. labels of the centers, x0 on the centers weighted by cluster size
+    # 2. labels of the centers, x0 on the centers weighted by cluster size. With zeta = inf
+    # and use_centers=False neither p nor the fit depends on them: they are not asked.
     known: dict[int, float] = {}
-    b_c = ask_labels(label_oracle, centers, batch_size=batch_size, known=known)
-    C = np.asarray(A[centers], dtype=np.float64)
-    coef0 = weighted_lstsq(C, b_c, sizes, ridge=ridge)
-    v_c = (C @ coef0 - b_c) ** 2
+    need_centers = use_centers or not np.isinf(zeta)
+    if need_centers:
+        b_c = ask_labels(label_oracle, centers, batch_size=batch_size, known=known)
+        C = np.asarray(A[centers], dtype=np.float64)
+        coef0 = weighted_lstsq(C, b_c, sizes, ridge=ridge)
+        v_c = (C @ coef0 - b_c) ** 2
+    else:
+        b_c = np.empty(0)
+        coef0 = np.full(d, np.nan)
+        v_c = np.zeros(k)
 
     # 3. sampling mass: zeta ||a - a^|| + v(a, x0)
     if np.isinf(zeta):
@@ -501,15 +522,25 @@ def regression_sample(A, label_oracle: Callable, size: int, *, n_clusters: int |
     total = float(mass.sum())
     if not np.isfinite(total):
         raise ValueError("the sampling mass is not finite; are the rows or labels huge?")
-    npos = int(np.count_nonzero(mass))
-    if total > 0:
+    if mix > 0:
+        # share `mix` of the mass spread evenly over the clusters, uniformly within each
+        elig = np.ones(n, dtype=bool)
+        if use_centers:
+            elig[centers] = False
+        m_j = np.bincount(labels[elig], minlength=k)
+        q = np.zeros(n)
+        if elig.any():
+            q[elig] = 1.0 / (np.count_nonzero(m_j) * m_j[labels[elig]])
+        p = q if total <= 0 else (1.0 - mix) * (mass / total) + mix * q
+    elif total > 0:
         p = mass / total
     elif use_centers:
         p = mass  # all zero: every row is represented by its center, nothing to draw
     else:
         logger.warning("all sampling masses are 0: sampling uniformly")
         p = np.full(n, 1.0 / n)
-        npos = n
+    npos = int(np.count_nonzero(p))
+    mass = p  # rows with p = 0 are the ones their center stands for
 
     # 4. the draw
     if npos == 0:
@@ -551,13 +582,13 @@ def regression_sample(A, label_oracle: Callable, size: int, *, n_clusters: int |
     params = {
         "zeta": zeta, "ridge": ridge, "n_clusters": int(k), "clustering": method,
         "projection_dim": dim, "cost": float(dist.sum()), "size": int(s_eff),
-        "use_centers": bool(use_centers), "z": 1.0,
+        "use_centers": bool(use_centers), "mix": mix, "z": 1.0,
     }
     diagnostics = {"n_labels": len(known), "rows_with_positive_p": npos,
                    "center_residual_total": float(np.dot(sizes, v_c))}
     sel = Selection(indices=idx, weights=weights, probabilities=prob, n=n,
-                    centers=centers[labels[idx]], query_indices=centers, query_losses=v_c,
-                    cluster_sizes=sizes, replace=replace, method="regression", params=params,
+                    centers=centers[labels[idx]], query_indices=centers,
+                    query_losses=v_c if need_centers else None, cluster_sizes=sizes, replace=replace, method="regression", params=params,
                     diagnostics=diagnostics)
     return RegressionSelection(selection=sel, coef=coef, coef0=coef0, center_labels=b_c,
                                sample_labels=b_s, fit_indices=fit_idx.astype(np.int64),
