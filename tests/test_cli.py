@@ -212,26 +212,47 @@ def test_resume_asks_only_for_missing_answers(tmp_path):
     answered = {i for batch_ in first[:3] for i in batch_}
 
     log2 = str(tmp_path / "calls2.log")
-    rc, out, err = run_cli(*args, "--out", tmp_path / "sel.csv", cwd=tmp_path,
-                           env={"ORACLE_LOG": log2})
-    assert rc == 0, err
+    rc, out, rerun_err = run_cli(*args, "--out", tmp_path / "sel.csv", cwd=tmp_path,
+                                 env={"ORACLE_LOG": log2})
+    assert rc == 0, rerun_err
+    assert "reusing the clustering" in rerun_err  # the rerun did not fit again
     second = [i for batch_ in _calls(log2) for i in batch_]
     assert not answered & set(second)  # nothing paid for is asked twice
     assert len(answered) + len(second) == k
 
+    # the same command, uninterrupted, with a fresh cache: the very same selection
     log3 = str(tmp_path / "calls3.log")
-    rc, out, err = run_cli(*[a for a in args if a != tmp_path / "cache.csv" and a != "--cache"],
-                           "--out", tmp_path / "fresh.csv", cwd=tmp_path,
+    fresh_args = [tmp_path / "cache2.csv" if a == tmp_path / "cache.csv" else a for a in args]
+    rc, out, err = run_cli(*fresh_args, "--out", tmp_path / "fresh.csv", cwd=tmp_path,
                            env={"ORACLE_LOG": log3})
     assert rc == 0, err
     assert len(_calls(log3)) == k // batch
     resumed, fresh = read_selection(tmp_path / "sel.csv"), read_selection(tmp_path / "fresh.csv")
     _same(resumed, fresh)
-    # the Python API on the same input (a memory-mapped .npy) gives the same selection
-    pool = np.load(emb, mmap_mode="r")
-    _same(fresh, cs.sensitivity_sample(pool, loss.__getitem__, S, n_clusters=k, seed=SEED))
+    # and the Python API's, for the same seed
     ref = cs.sensitivity_sample(X, loss.__getitem__, S, n_clusters=k, seed=SEED)
-    _same(fresh, ref, exact=False)
+    _same(resumed, ref)
+    # the plan kept beside the cache: sample draws the same from it
+    rc, _, err = run_cli("sample", tmp_path / "cache.csv.plan.npz", "--losses",
+                         tmp_path / "cache.csv", "--size", S, "--out", tmp_path / "again.csv")
+    assert rc == 0, err
+    _same(read_selection(tmp_path / "again.csv"), resumed)
+
+
+def test_select_without_cache_equals_python_api_on_the_same_input(tmp_path):
+    X, loss = _data()
+    emb = _write_embeddings(tmp_path, ".npy", X)
+    np.save(tmp_path / "loss.npy", loss)
+    (tmp_path / "myoracle.py").write_text(ORACLE)
+    rc, _, err = run_cli("select", emb, "-k", 9, "-s", S, "--oracle", "myoracle:loss",
+                         "--seed", SEED, "--out", tmp_path / "s.csv", "-q", cwd=tmp_path,
+                         env={"ORACLE_LOG": str(tmp_path / "log")})
+    assert rc == 0, err
+    got = read_selection(tmp_path / "s.csv")
+    pool = np.load(emb, mmap_mode="r")  # as the command line reads it
+    _same(got, cs.sensitivity_sample(pool, loss.__getitem__, S, n_clusters=9, seed=SEED))
+    ref = cs.sensitivity_sample(X, loss.__getitem__, S, n_clusters=9, seed=SEED)
+    _same(got, ref, exact=False)
 
 
 @pytest.mark.skipif(not hasattr(os, "kill") or sys.platform == "win32", reason="POSIX signals")
@@ -495,6 +516,13 @@ def test_reproduce_dispatch(monkeypatch, capsys):
     rc, _, err = main(capsys, "reproduce", "nope")
     assert rc == 2 and "unknown experiment 'nope'; available: fake_exp" in err
 
+    def exits(argv=None):
+        raise SystemExit(2)  # what an experiment's argparse does on a bad option
+
+    module.main = exits
+    rc, _, _ = main(capsys, "reproduce", "fake_exp", "--bogus")
+    assert rc == 2
+
 
 def test_reproduce_lists_real_experiments(capsys):
     names = cli._experiments()
@@ -514,3 +542,27 @@ def test_library_logging_is_left_as_found(tmp_path, capsys):
     assert main(capsys, "info", emb)[0] == 0
     assert main(capsys, "info", tmp_path / "missing.npy")[0] == 2
     assert (logger.level, logger.propagate, list(logger.handlers)) == before
+
+
+def test_checkpoint_is_reused_only_for_the_same_options(tmp_path, capsys, monkeypatch):
+    X, loss = _data()
+    emb = _write_embeddings(tmp_path, ".npy", X)
+    np.save(tmp_path / "loss.npy", loss)
+    (tmp_path / "myoracle.py").write_text(ORACLE)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ORACLE_LOG", str(tmp_path / "a.log"))
+    base = ["select", emb, "-s", 20, "--oracle", "myoracle:loss", "--seed", 3,
+            "--cache", tmp_path / "c.csv", "--force", "--out", tmp_path / "o.csv"]
+    rc, _, err = main(capsys, *base, "-k", 6)
+    assert rc == 0 and "reusing" not in err
+    first = read_selection(tmp_path / "o.csv")
+    rc, _, err = main(capsys, *base, "-k", 8)
+    assert rc == 0 and "fitting again" in err
+    assert read_selection(tmp_path / "o.csv").n_queries == 8
+    asked = [i for b in _calls(tmp_path / "a.log") for i in b]
+    assert len(asked) == len(set(asked))  # answers of the first plan were not asked again
+    rc, _, err = main(capsys, *base, "-k", 8)
+    assert rc == 0 and "reusing the clustering" in err
+    rc, _, err = main(capsys, *base, "-k", 6)
+    assert rc == 0
+    _same(read_selection(tmp_path / "o.csv"), first)

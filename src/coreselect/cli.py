@@ -17,6 +17,7 @@ import logging
 import os
 import pkgutil
 import sys
+import textwrap
 import traceback
 from collections.abc import Sequence
 from typing import Any
@@ -387,8 +388,47 @@ def cmd_sample(args) -> int:
     return 0
 
 
+def _checkpoint_path(cache: str) -> str:
+    return cache + ".plan.npz"
+
+
+def _checkpointed_fit(args, X, fp: dict, seed: int):
+    """The fitted sampler: loaded from beside the cache when it was fitted there with the
+    same data and options, else fitted now and saved there before the oracle is asked.
+
+    A run with a cache thus gives the selection of ``coreselect plan`` + ``sample`` (and of
+    the Python API on an in-memory array); a run without one that of ``sensitivity_sample``
+    on the same input (on a memory-mapped ``.npy`` that samples out of core, which sums in
+    another order: the same rows, weights equal to ~1e-16).
+    """
+    from . import SensitivitySampler
+    from .persist import load_sampler, read_meta, save_sampler
+
+    path = _checkpoint_path(args.cache)
+    wanted = {"n_clusters": args.clusters, "z": float(args.z), "seed": int(seed),
+              "fit_sample_size": args.fit_sample_size, "max_iter": args.max_iter}
+    if os.path.exists(path):
+        try:
+            meta = read_meta(path)
+            params = meta["params"]
+            same = (all(params.get(key) == value for key, value in wanted.items())
+                    and meta.get("fingerprint") == fp)
+        except (ValueError, KeyError) as exc:
+            logger.info("%s: not reused (%s)", path, exc)
+            same = False
+        if same:
+            logger.info("reusing the clustering saved in %s", path)
+            return load_sampler(path)
+        logger.info("%s was fitted with other options or data; fitting again", path)
+    sampler = SensitivitySampler(args.clusters, z=args.z, seed=seed, progress=_progress(args),
+                                 **_fit_params(args)).fit(X)
+    save_sampler(sampler, path, fingerprint=fp)
+    # sample from the saved state, as a resumed run will: both then draw bit for bit alike
+    return load_sampler(path)
+
+
 def cmd_select(args) -> int:
-    from . import LossCache, sensitivity_sample
+    from . import LossCache, ask_oracle, sensitivity_sample
     from ._validation import check_n_clusters, check_size
     from .io import check_output, fingerprint, write_selection
 
@@ -416,15 +456,26 @@ def cmd_select(args) -> int:
             logger.info("%s: %d answers already paid for", args.cache, len(cache))
     elif seed is None:
         seed = _new_seed()
-    sel = sensitivity_sample(
-        X, oracle, args.size, n_clusters=args.clusters, z=args.z, lam=args.lam,
-        replace=replace, seed=seed, batch_size=args.batch_size, cache=cache,
-        progress=_progress(args), **_fit_params(args),
-    )
+    if cache is None:
+        sel = sensitivity_sample(
+            X, oracle, args.size, n_clusters=args.clusters, z=args.z, lam=args.lam,
+            replace=replace, seed=seed, batch_size=args.batch_size, cache=cache,
+            progress=_progress(args), **_fit_params(args),
+        )
+    else:
+        # the same steps as sensitivity_sample, with the fitted clustering kept beside the
+        # cache, so that a rerun does not fit it again
+        sampler = _checkpointed_fit(args, X, fp, seed)
+        losses = ask_oracle(oracle, sampler.query_indices_, batch_size=args.batch_size,
+                            cache=cache, progress=_progress(args), state=sampler)
+        sel = sampler.sample(losses, args.size, lam=args.lam, replace=replace)
     paths = write_selection(args.out, sel, force=args.force, extra_meta={"seed": int(seed)})
     human, data = _selection_summary(sel, paths)
     data["seed"] = int(seed)
     human.insert(1, f"seed = {seed}")
+    if args.cache:
+        data["plan"] = _checkpoint_path(args.cache)
+        human.append(f"the plan is kept in {data['plan']} (coreselect sample can draw again)")
     _emit(args, human, data)
     return 0
 
@@ -481,7 +532,14 @@ def cmd_reproduce(args) -> int:
     main_fn = getattr(module, "main", None)
     if not callable(main_fn):
         raise UsageError(f"experiment {args.name!r} has no main(argv) function.")
-    rc = main_fn(list(args.args))
+    try:
+        rc = main_fn(list(args.args))
+    except SystemExit as exc:  # the experiment's own argparse (--help, bad options)
+        code = exc.code
+        if code is None or isinstance(code, int):
+            return int(code or 0)
+        sys.stderr.write(f"{code}\n")
+        return 1
     return int(rc or 0)
 
 
@@ -542,10 +600,13 @@ def build_parser() -> argparse.ArgumentParser:
                      "comma-separated numeric columns)")
 
     fmt = argparse.RawDescriptionHelpFormatter
+
+    def wrap(text: str) -> str:
+        return textwrap.fill(text, width=88)
     parser = _Parser(
         prog="coreselect",
-        description="Coreset-based data selection by sensitivity sampling: which rows to "
-                    "label, with weights, after very few model inferences.",
+        description=wrap("Coreset-based data selection by sensitivity sampling: which rows to "
+                    "label, with weights, after very few model inferences."),
         epilog=_EPILOG, formatter_class=fmt,
     )
     parser.add_argument("--version", action="version", version=f"coreselect {_version()}")
@@ -554,7 +615,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "info", parents=[emb, common], formatter_class=fmt,
         help="shape, dtype, memory, NaN/inf, duplicate rows, a hint for k",
-        description="Describe an embeddings file (nothing is written).",
+        description=wrap("Describe an embeddings file (nothing is written)."),
         epilog="example:\n  coreselect info emb.npy --budget 2000",
     )
     p.add_argument("embeddings", help="the embeddings file")
@@ -566,10 +627,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "plan", parents=[emb, fit, common], formatter_class=fmt,
         help="cluster, write the plan and the queries to answer",
-        description="Fit the (k, z)-clustering and write OUT/plan.npz (the fitted state, "
+        description=wrap("Fit the (k, z)-clustering and write OUT/plan.npz (the fitted state, "
                     "parameters, seed, version, embeddings fingerprint), OUT/plan.json (a "
                     "readable summary) and OUT/queries.csv (index, and an empty loss column "
-                    "to fill).",
+                    "to fill)."),
         epilog="example:\n  coreselect plan emb.npy --clusters 200 --seed 0 --out run/",
     )
     p.add_argument("embeddings", help="the embeddings file")
@@ -582,9 +643,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "sample", parents=[draw, common], formatter_class=fmt,
         help="draw the weighted sample from a plan and the answers",
-        description="Read a plan and the losses of its queried rows; write the selection: "
+        description=wrap("Read a plan and the losses of its queried rows; write the selection: "
                     "index, weight, probability, center, cluster_size (one row per draw; "
-                    "for .csv, what estimate needs besides goes to OUT.json).",
+                    "for .csv, what estimate needs besides goes to OUT.json)."),
         epilog="example:\n  coreselect sample run/ --losses run/queries.csv --size 800 "
                "--out run/selection.csv",
     )
@@ -604,9 +665,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "select", parents=[emb, fit, draw, common], formatter_class=fmt,
         help="one step with an importable Python oracle (resumable with --cache)",
-        description="Plan, ask the oracle (a Python function indices -> losses) and sample, "
+        description=wrap("Plan, ask the oracle (a Python function indices -> losses) and sample, "
                     "in one step. With --cache, answers are appended to the file batch by "
-                    "batch, so a run that stops is resumed by running the same command.",
+                    "batch, so a run that stops is resumed by running the same command."),
         epilog="example:\n  coreselect select emb.npy -k 200 -s 800 --oracle mymodel:loss "
                "--cache answers.csv --seed 0 --out selection.csv",
     )
@@ -627,8 +688,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "estimate", parents=[common], formatter_class=fmt,
         help="total and mean loss from a selection and the losses of its rows",
-        description="Estimate the pool's total and mean loss, with a confidence interval, "
-                    "from a selection and the losses of the selected rows.",
+        description=wrap("Estimate the pool's total and mean loss, with a confidence interval, "
+                    "from a selection and the losses of the selected rows."),
         epilog="example:\n  coreselect estimate run/selection.csv --losses labelled.csv",
     )
     p.add_argument("selection", help="a selection written by sample or select")
@@ -643,7 +704,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "reproduce", formatter_class=fmt, add_help=True,
         help="run one of the paper's experiments",
-        description="Run coreselect.experiments.NAME.main(ARGS).",
+        description=wrap("Run coreselect.experiments.NAME.main(ARGS)."),
         epilog="available: " + (", ".join(names) if names else "(none installed)"),
     )
     p.add_argument("name", metavar="NAME", help="the experiment: " + (", ".join(names) or "-"))
