@@ -36,6 +36,7 @@ is :func:`diagnose_sample`'s.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import asdict, dataclass
 
@@ -318,6 +319,38 @@ def _finite_or_none(x: float | None) -> float | None:
     return float(x)
 
 
+# The parts of the report that depend only on the queried rows are the same for every
+# sample drawn from one fitted sampler; they are kept for the last few distinct inputs.
+_QUERY_CACHE: dict[bytes, tuple] = {}
+_QUERY_CACHE_SIZE = 8
+
+
+def _query_report(Q, ql, sizes, *, z, lam, n, hat_total, cost, mix, quantile):
+    if Q is None or Q.ndim != 2 or Q.shape[0] < 2:
+        return None, None, {"design_effect": None, "rows": 0}, None
+    h = hashlib.blake2b(digest_size=20)
+    for arr in (Q, ql, sizes):
+        h.update(np.ascontiguousarray(arr).tobytes())
+    h.update(repr((Q.shape, z, lam, n, hat_total, cost, mix, quantile)).encode())
+    key = h.digest()
+    got = _QUERY_CACHE.get(key)
+    if got is None:
+        holder = estimate_holder_constant(Q, ql, z=z, quantile=quantile)
+        r2 = nearest_neighbour_r2(Q, ql, weights=sizes)
+        pred = predicted_design_effect(Q, ql, lam=lam, n=n, hat_total=hat_total, cost=cost,
+                                       z=z, mix=mix)
+        pair_scale = None
+        if cost > 0:
+            _, sq = _nearest_others(Q, 1)
+            pair_scale = float(np.median(power_of_distance(sq[:, 0].copy(), z)) / (cost / n))
+        got = (holder, r2, pred, pair_scale)
+        if len(_QUERY_CACHE) >= _QUERY_CACHE_SIZE:
+            _QUERY_CACHE.pop(next(iter(_QUERY_CACHE)))
+        _QUERY_CACHE[key] = got
+    holder, r2, pred, pair_scale = got
+    return holder, r2, dict(pred), pair_scale
+
+
 def selection_diagnostics(*, p: np.ndarray, indices: np.ndarray, weights: np.ndarray,
                           query_points, query_losses, cluster_sizes, cost: float,
                           hat_total: float, lam: float, lam_rule: str, z: float, size: int,
@@ -404,18 +437,9 @@ def selection_diagnostics(*, p: np.ndarray, indices: np.ndarray, weights: np.nda
     share = float(wsum.max() / total_w) if total_w > 0 else 1.0
     zero_rows = int(np.count_nonzero(p <= 0))
 
-    holder = None
-    pair_scale = None
-    r2 = None
-    pred = {"design_effect": None, "rows": 0}
-    if Q is not None and Q.ndim == 2 and Q.shape[0] >= 2:
-        holder = estimate_holder_constant(Q, ql, z=z, quantile=holder_quantile)
-        r2 = nearest_neighbour_r2(Q, ql, weights=sizes)
-        pred = predicted_design_effect(Q, ql, lam=lam, n=n, hat_total=hat_total, cost=cost,
-                                       z=z, mix=mix)
-        if cost > 0:
-            _, sq = _nearest_others(Q, 1)
-            pair_scale = float(np.median(power_of_distance(sq[:, 0].copy(), z)) / (cost / n))
+    holder, r2, pred, pair_scale = _query_report(Q, ql, sizes, z=z, lam=lam, n=n,
+                                                 hat_total=hat_total, cost=cost, mix=mix,
+                                                 quantile=holder_quantile)
 
     # Theorem 5's proof (appendix B.2) with a sampling lam' that need not be the Hoelder
     # constant L: l <= l_hat + L v <= c (l_hat + lam' v), c = max(1, L / lam'), so
