@@ -59,6 +59,7 @@ FIELDS = [
     "dataset", "budget", "rep", "seed", "method", "accuracy", "n_train", "n_warm",
     "n_centers", "n_sampled", "oracle_queries", "embedded", "select_time_s", "pool_pass_s",
     "train_time_s", "weighting", "lam", "cluster_frac", "warm_frac", "layer", "threads",
+    "fit_sample_size", "max_iter",
 ]
 
 
@@ -102,12 +103,15 @@ def load_data(name: str, data_dir=None, *, pool_size=None, test_size=None, seed:
 
 
 # ---------------------------------------------------------------------- one selection
-def sensitivity_select(E, oracle, n_centers: int, size: int, *, lam="auto", seed=None):
+def sensitivity_select(E, oracle, n_centers: int, size: int, *, lam="auto", seed=None,
+                       fit_sample_size="auto", max_iter: int = 20):
     """Algorithm 1 as in section 5.2: cluster, query the centers, sample the rest.
 
     The ``size`` rows are drawn without replacement among the rows that are not centers
     (the centers are labelled anyway), with inclusion probabilities proportional to
     ``l(A(e)) + lam ||e - A(e)||^2`` (capped at 1); weights are ``1 / pi``.
+    ``fit_sample_size`` and ``max_iter`` go to the clustering (fewer rows and steps: faster,
+    still a constant-factor clustering after the D^2 seeding).
 
     Returns a :class:`~coreselect.Selection` over the rows of ``E``.
     """
@@ -121,7 +125,8 @@ def sensitivity_select(E, oracle, n_centers: int, size: int, *, lam="auto", seed
     )
 
     rng = np.random.default_rng(seed) if not isinstance(seed, np.random.Generator) else seed
-    sampler = SensitivitySampler(n_centers, seed=rng).fit(E)
+    sampler = SensitivitySampler(n_centers, seed=rng, fit_sample_size=fit_sample_size,
+                                 max_iter=max_iter).fit(E)
     q = sampler.query_indices_
     losses = np.asarray(oracle(q), dtype=np.float64)
     hat_total = float(np.dot(sampler.cluster_sizes_.astype(np.float64), losses))
@@ -140,7 +145,7 @@ def sensitivity_select(E, oracle, n_centers: int, size: int, *, lam="auto", seed
     )
 
 
-def _select(method, *, E, probs, rest, warm, m, n_centers, oracles, lam, rng):
+def _select(method, *, E, probs, rest, warm, m, n_centers, oracles, lam, rng, fit):
     """Indices (into the pool) to label beyond the warm start, and their weights."""
     from .. import baselines
 
@@ -156,7 +161,7 @@ def _select(method, *, E, probs, rest, warm, m, n_centers, oracles, lam, rng):
     if method in ("loss", "grad"):
         oracle = oracles[method]
         sel = sensitivity_select(E[rest], lambda i: oracle(rest[i]), n_centers,
-                                 m - n_centers, lam=lam, seed=rng)
+                                 m - n_centers, lam=lam, seed=rng, **fit)
         idx = np.concatenate([rest[sel.indices], rest[sel.query_indices]])
         w = np.concatenate([sel.weights * (sel.size / sel.weights.sum()),
                             np.ones(sel.n_queries)])
@@ -169,6 +174,7 @@ def run(dataset: str, budgets, reps: int, methods, *, seed: int = 0, data_dir=No
         pool_size=None, test_size=None, epochs: int = 10, batch_size: int = 32,
         lr: float = 1e-3, warm_frac: float = 0.2, cluster_frac: float = 0.2, lam="auto",
         weighting: str = "loss", layer: str = "penultimate", threads: int = 1,
+        fit_sample_size="auto", max_iter: int = 20,
         progress: bool = True, csv_path=None, done=None) -> list[dict]:
     """Run the experiment; returns one dict per (budget, repetition, method).
 
@@ -223,7 +229,8 @@ def run(dataset: str, budgets, reps: int, methods, *, seed: int = 0, data_dir=No
                 t0 = time.perf_counter()
                 idx, w, queries, n_c = _select(
                     method, E=E, probs=probs, rest=rest, warm=warm, m=m, n_centers=n_centers,
-                    oracles=oracles, lam=lam, rng=np.random.default_rng(sel_seeds[method]))
+                    oracles=oracles, lam=lam, rng=np.random.default_rng(sel_seeds[method]),
+                    fit={"fit_sample_size": fit_sample_size, "max_iter": max_iter})
                 select_time = time.perf_counter() - t0
                 all_idx = np.concatenate([warm, idx])
                 weights = None
@@ -248,7 +255,8 @@ def run(dataset: str, budgets, reps: int, methods, *, seed: int = 0, data_dir=No
                                     predict_time if method in _UNCERTAINTY else 0.0),
                     "train_time_s": train_time, "weighting": weighting,
                     "lam": lam, "cluster_frac": cluster_frac, "warm_frac": warm_frac,
-                    "layer": layer, "threads": threads,
+                    "layer": layer, "threads": threads, "fit_sample_size": fit_sample_size,
+                    "max_iter": max_iter,
                 }
                 rows.append(row)
                 if csv_path is not None:
@@ -423,6 +431,15 @@ def _lam(text: str):
     return value
 
 
+def _fit_size(text: str):
+    if text == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or an int; got {text!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="coreselect reproduce neural",
@@ -446,6 +463,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how the sample weights of loss/grad reach training")
     p.add_argument("--layer", default="penultimate",
                    help="embedding layer: 'penultimate' or a module name of the model")
+    p.add_argument("--fit-sample-size", type=_fit_size, default="auto",
+                   help="rows the k''-clustering is fitted on ('auto' or an int)")
+    p.add_argument("--max-iter", type=int, default=20, help="clustering improvement steps")
     p.add_argument("--pool-size", type=int, default=None, help="use the first N training rows")
     p.add_argument("--test-size", type=int, default=None, help="use the first N test rows")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
@@ -485,7 +505,8 @@ def main(argv=None) -> int:
         data_dir=args.data_dir, pool_size=args.pool_size, test_size=args.test_size,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warm_frac=args.warm_frac,
         cluster_frac=args.cluster_frac, lam=args.lam, weighting=args.weighting,
-        layer=args.layer, threads=args.threads, progress=not args.quiet, csv_path=csv_path,
+        layer=args.layer, threads=args.threads, fit_sample_size=args.fit_sample_size,
+        max_iter=args.max_iter, progress=not args.quiet, csv_path=csv_path,
         done=done)
     summary = summarize(rows)
     with open(out / f"{stem}_summary.csv", "w", newline="") as fh:
