@@ -232,3 +232,12 @@ def test_errors():
         k_center_greedy(bad, 2)
     with pytest.raises(TypeError, match="seed must be"):
         k_center_greedy(X, 2, seed="a")
+    with pytest.raises(ValueError, match="squared distances would overflow float64"):
+        k_center_greedy(X * 1e160, 2)
+
+
+def test_float32_overflow_in_the_bound_still_gives_exact_distances():
+    # products overflow float32 (the bound becomes inf/NaN): those rows are recomputed
+    X = np.array([[3e19, 0.0], [-3e19, 0.0], [0.0, 1.0], [2.9e19, 1.0]], dtype=np.float32)
+    sel = k_center_greedy(X, 3, initial=[0])
+    assert sel.indices.tolist() == reference(X, 3, initial=[0])

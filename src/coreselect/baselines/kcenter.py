@@ -34,6 +34,8 @@ logger = logging.getLogger(__name__)
 
 # Labelled rows are folded in this many at a time (one GEMM per chunk of rows).
 _INITIAL_BLOCK = 256
+# Rows of larger norm would overflow the float64 squared distances.
+_MAX_NORM = 1e150
 # Exact distances of (row, center) pairs are computed this many pairs at a time.
 _PAIR_BATCH = 16384
 # Bytes of X per chunk of one step (small enough for the chunk's vectors to stay in cache).
@@ -66,12 +68,19 @@ class _MinDistance:
             self.xnorm[a:b] = np.sqrt(np.einsum("ij,ij->i", xb, xb))
             xc = xb - self.mu  # a new array: X itself (maybe a view of xb) stays as it is
             self.base[a:b] = np.einsum("ij,ij->i", xc, xc)
+        big = float(self.xnorm.max())
+        if not big < _MAX_NORM:
+            raise ValueError(
+                f"X has a row of norm {big:.3g}; squared distances would overflow float64. "
+                "Rescale X (e.g. divide it by its largest absolute value) first."
+            )
         self.base *= 1.0 - self.tol
         self.mind = np.full(n, np.inf)
         m = min(chunk, n)
         self._t = np.empty(m)
         self._u = np.empty(m)
 
+    @np.errstate(over="ignore", invalid="ignore")  # float32 overflow: the row is recomputed
     def add(self, j: int) -> None:
         """Lower ``mind`` with the distances to row ``j``."""
         X, mind, tol = self.X, self.mind, self.tol
@@ -94,7 +103,7 @@ class _MinDistance:
             t -= u
             t += const
             # t is a lower bound on ||x - c||^2: only rows where it beats mind can change
-            rows = np.flatnonzero(t < mind[a:b])
+            rows = np.flatnonzero(~(t >= mind[a:b]))  # NaN (float32 overflow) counts too
             if rows.size:
                 rows += a
                 diff = np.asarray(X[rows], dtype=np.float64)
@@ -103,6 +112,7 @@ class _MinDistance:
                 mind[rows] = t[: rows.size]
 
 
+    @np.errstate(over="ignore", invalid="ignore")  # float32 overflow: the row is recomputed
     def add_many(self, J: np.ndarray) -> None:
         """Lower ``mind`` with the distances to the rows ``J`` (a GEMM per chunk of rows)."""
         X, mind, tol = self.X, self.mind, self.tol
@@ -124,9 +134,9 @@ class _MinDistance:
             # first the most likely nearest center of every row, then every pair whose bound
             # still beats the row's (now lowered) distance: near ties only
             best = np.argmin(lb, axis=1)
-            rows = np.flatnonzero(lb[np.arange(b - a), best] < mb)
+            rows = np.flatnonzero(~(lb[np.arange(b - a), best] >= mb))
             self._exact_pairs(rows, best[rows], a, c64, mb)
-            rows, cols = np.nonzero(lb < mb[:, None])
+            rows, cols = np.nonzero(~(lb >= mb[:, None]))
             self._exact_pairs(rows, cols, a, c64, mb)
 
     def _exact_pairs(self, rows, cols, a, c64, mb) -> None:
