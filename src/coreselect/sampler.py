@@ -10,6 +10,7 @@ import numpy as np
 
 from ._validation import (
     check_embeddings,
+    check_fraction,
     check_lam,
     check_losses,
     check_n_clusters,
@@ -117,6 +118,7 @@ class SensitivitySampler:
         self.cluster_sizes_ = cl.cluster_sizes
         self.n_samples_, self.n_features_in_ = X.shape
         self.clustering_ = cl
+        self._query_points = np.asarray(X[cl.center_indices], dtype=np.float64)  # diagnostics
         return self
 
     def _check_fitted(self) -> None:
@@ -124,7 +126,7 @@ class SensitivitySampler:
             raise RuntimeError("this SensitivitySampler is not fitted yet; call fit(X) first.")
 
     def sample(self, query_losses, size: int, *, lam="auto", replace: bool = True,
-               seed=None) -> Selection:
+               seed=None, mix: float = 0.0) -> Selection:
         """Draw the weighted sample from the losses of the queried rows.
 
         Parameters
@@ -141,10 +143,17 @@ class SensitivitySampler:
             with inclusion probabilities ``min(1, c p)`` and weights ``1/pi``.
         seed : None, int or Generator, optional
             Randomness of the draw; by default the sampler's own stream continues.
+        mix : float, default=0.0
+            Defensive mixing alpha in [0, 1]: ``p = alpha / n + (1 - alpha) p``. The
+            estimator's variance is then at most ``1 / alpha`` times a uniform sample's
+            whatever the loss, and at most ``1 / (1 - alpha)`` times the unmixed one's.
 
         Returns
         -------
         Selection
+            With ``diagnostics`` (see :func:`coreselect.diagnostics.selection_diagnostics`):
+            Phi, sum of l_hat, lam and its rule, Theorem 5's bound, effective sample size,
+            largest weight share, and a plain ``verdict`` on whether to trust the sample.
         """
         self._check_fitted()
         k = self.query_indices_.shape[0]
@@ -160,10 +169,11 @@ class SensitivitySampler:
         n = self.n_samples_
         size = check_size(size, n, replace=replace)
         rng = self._rng if seed is None else check_random_state(seed)
+        mix = check_fraction(mix, "mix")
         l_hat = losses[self.labels_]
         hat_total = float(np.dot(self.cluster_sizes_.astype(np.float64), losses))
         lam_value, lam_rule = resolve_lam(lam, hat_total, self.cost_)
-        p = sensitivity_probabilities(l_hat, self.distances_, lam_value)
+        p = sensitivity_probabilities(l_hat, self.distances_, lam_value, mix)
         del l_hat
         if replace:
             idx = draw_with_replacement(p, size, rng)
@@ -178,13 +188,21 @@ class SensitivitySampler:
         params = {
             "lam": lam_value, "lam_rule": lam_rule, "z": float(self.z),
             "n_clusters": int(self.n_clusters), "cost": float(self.cost_),
-            "hat_total": hat_total, "size": int(size),
+            "hat_total": hat_total, "size": int(size), "mix": mix,
         }
+        from .diagnostics import selection_diagnostics
+
+        diagnostics = selection_diagnostics(
+            p=p, indices=idx, weights=weights, query_points=getattr(self, "_query_points", None),
+            query_losses=losses, cluster_sizes=self.cluster_sizes_, cost=self.cost_,
+            hat_total=hat_total, lam=lam_value, lam_rule=lam_rule, z=self.z, size=size,
+            replace=replace, mix=mix,
+        )
         return Selection(
             indices=idx, weights=weights, probabilities=prob, n=n, centers=centers,
             query_indices=self.query_indices_, query_losses=losses,
             cluster_sizes=self.cluster_sizes_, replace=replace, method="sensitivity",
-            params=params,
+            params=params, diagnostics=diagnostics,
         )
 
 
@@ -192,7 +210,7 @@ def sensitivity_sample(X, oracle: Callable, size: int, *, n_clusters: int, z: fl
                        lam="auto", replace: bool = True, seed=None,
                        batch_size: int | None = 1024,
                        cache: LossCache | str | os.PathLike | None = None,
-                       progress: bool = False, **fit_params) -> Selection:
+                       progress: bool = False, mix: float = 0.0, **fit_params) -> Selection:
     """Select ``size`` weighted rows of ``X`` after asking ``oracle`` about ``n_clusters`` rows.
 
     Algorithm 1 of the paper: a (k, z)-clustering of the embeddings, the oracle's loss at the
@@ -225,6 +243,8 @@ def sensitivity_sample(X, oracle: Callable, size: int, *, n_clusters: int, z: fl
         Keep the oracle's answers in a file; a rerun asks only for missing ones.
     progress : bool, default=False
         Progress bars on stderr.
+    mix : float, default=0.0
+        Defensive mixing with uniform; see :meth:`SensitivitySampler.sample`.
     **fit_params
         Passed to :class:`SensitivitySampler` (``fit_sample_size``, ``max_iter``,
         ``chunk_size``, ``backend``).
@@ -258,4 +278,4 @@ def sensitivity_sample(X, oracle: Callable, size: int, *, n_clusters: int, z: fl
     sampler.fit(X)
     losses = ask_oracle(oracle, sampler.query_indices_, batch_size=batch_size, cache=cache,
                         progress=progress, state=sampler)
-    return sampler.sample(losses, size, lam=lam, replace=replace, seed=rng)
+    return sampler.sample(losses, size, lam=lam, replace=replace, seed=rng, mix=mix)
