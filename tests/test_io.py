@@ -357,3 +357,25 @@ def test_selection_csv_columns_and_missing_side_file(tmp_path):
     os.remove(str(path) + ".json")
     with pytest.raises(ValueError, match="side file"):
         read_selection(path)
+
+
+def test_excel_style_csv_bom_and_crlf(tmp_path):
+    path = tmp_path / "l.csv"
+    path.write_bytes("\ufeffindex,loss\r\n3,0.25\r\n1,4\r\n".encode())
+    idx, v = read_losses(path)
+    assert idx.tolist() == [3, 1] and v.tolist() == [0.25, 4.0]
+    emb = tmp_path / "e.csv"
+    emb.write_bytes("\ufeff1.5,2\r\n3,4\r\n".encode())  # no header: the first row is data
+    np.testing.assert_array_equal(load_embeddings(emb), [[1.5, 2.0], [3.0, 4.0]])
+
+
+def test_unfilled_queries_file_says_so(tmp_path):
+    path = write_table(tmp_path / "q.csv", {"index": [4, 9], "loss": [None, None]})
+    with pytest.raises(ValueError, match="no loss has been filled in yet"):
+        read_losses(path)
+
+
+def test_quoted_cells_and_line_numbers_with_comments(tmp_path):
+    path = _write(tmp_path / "l.csv", '# note\n"index","loss"\n\n"2","0.5"\n3,-1\n')
+    with pytest.raises(ValueError, match=r"line 5 \(index 3\): loss -1.0 is negative"):
+        read_losses(path)

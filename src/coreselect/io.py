@@ -436,7 +436,7 @@ def _is_number(text: str) -> bool:
 
 def _csv_bad_line(path: str, skip: int, ncols: int) -> str | None:
     """Find the first line of numbers that does not parse (only called after an error)."""
-    with open(path, encoding="utf-8", errors="replace") as fh:
+    with open(path, encoding="utf-8-sig", errors="replace") as fh:
         for lineno, line in enumerate(fh, start=1):
             text = line.split("#", 1)[0].strip()
             if lineno <= skip or not text:
@@ -453,7 +453,7 @@ def _csv_bad_line(path: str, skip: int, ncols: int) -> str | None:
 def _load_csv(path: str) -> np.ndarray:
     header_lines = 0
     first = None
-    with open(path, encoding="utf-8", errors="replace") as fh:
+    with open(path, encoding="utf-8-sig", errors="replace") as fh:
         for line in fh:
             stripped = line.strip()
             if not stripped or stripped.startswith("#"):
@@ -470,7 +470,7 @@ def _load_csv(path: str) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "input contained no data"
             X = np.loadtxt(path, delimiter=",", skiprows=skip, comments="#", ndmin=2,
-                           dtype=np.float64)
+                           dtype=np.float64, encoding="utf-8-sig")
     except ValueError as exc:
         raise ValueError(f"{path}: {_csv_bad_line(path, skip, len(fields)) or exc}") from None
     if X.shape[0] == 0:
@@ -607,7 +607,7 @@ def read_table(path: str | os.PathLike) -> tuple[list[str], list[list[str]], lis
     if suffix == ".csv":
         rows: list[list[str]] = []
         where: list[int] = []
-        with open(path, encoding="utf-8", newline="") as fh:
+        with open(path, encoding="utf-8-sig", newline="") as fh:
             reader = csv.reader(fh)
             for row in reader:
                 if not row or row[0].startswith("#") or (len(row) == 1 and not row[0].strip()):
@@ -730,6 +730,11 @@ def read_losses(path: str | os.PathLike, *, n: int | None = None) -> tuple[np.nd
 
 def _parse_losses_slowly(path, idx_text, loss_text, where, n, where_of):
     """Cell by cell, for files where some cell does not convert: names the bad rows."""
+    if all(not cell.strip() for cell in loss_text):
+        raise ValueError(
+            f"{path}: no loss has been filled in yet (the 'loss' column of its {len(where)} "
+            "rows is empty)."
+        )
     problems: list[str] = []
     indices = np.empty(len(where), dtype=np.int64)
     losses = np.empty(len(where), dtype=np.float64)
