@@ -134,3 +134,19 @@ def test_cifar10_end_to_end_on_tiny_binary_files(tmp_path):
                       batch_size=16, progress=False)
     assert [r["n_train"] for r in rows] == [40, 40]
     assert rows[1]["oracle_queries"] == 8 and rows[1]["embedded"] == 150
+
+
+def test_methods_run_apart_merge_into_one_paired_table(tmp_path, mnist_dir):
+    _run(tmp_path, mnist_dir)  # uniform, loss
+    argv = ["--dataset", "mnist", "--data-dir", str(mnist_dir), "--budgets", "60", "--reps", "1",
+            "--methods", "grad", "--epochs", "2", "--out", str(tmp_path), "--quiet",
+            "--tag", "_grad"]
+    assert neural.main(argv) == 0
+    merged = ["--dataset", "mnist", "--out", str(tmp_path), "--tag", "_all", "--quiet",
+              "--from-csv", str(tmp_path / "neural_mnist.csv"), str(tmp_path / "neural_mnist_grad.csv"),
+              str(tmp_path / "neural_mnist.csv")]
+    assert neural.main(merged) == 0
+    rows = neural.read_rows(tmp_path / "neural_mnist_all.csv")
+    assert sorted(r["method"] for r in rows) == ["grad", "loss", "uniform"]  # duplicates dropped
+    md = (tmp_path / "neural_mnist_all.md").read_text()
+    assert "gradient-based Alg. 1" in md and "[" in md.split("gradient-based")[1]

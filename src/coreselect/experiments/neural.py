@@ -474,6 +474,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="keep the rows already in the CSV and run only the missing repetitions")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--from-csv", nargs="+", default=None, metavar="CSV",
+                   help="run nothing: merge these result files (first row of each budget, "
+                        "repetition and method wins) and write the tables and figures")
     return p
 
 
@@ -486,20 +489,22 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     stem = f"neural_{args.dataset}{args.tag}"
     csv_path = out / f"{stem}.csv"
+    t0 = time.perf_counter()
+    if args.from_csv:
+        return _report(merge_rows([read_rows(p) for p in args.from_csv]), args, out, stem, t0)
     done, previous = set(), []
     if args.resume and csv_path.exists():
         previous = read_rows(csv_path)
-        counts = {}
+        have: dict[tuple[int, int], set] = {}
         for r in previous:
-            counts[(r["budget"], r["rep"])] = counts.get((r["budget"], r["rep"]), 0) + 1
-        done = {key for key, c in counts.items() if c >= len(args.methods)}
+            have.setdefault((r["budget"], r["rep"]), set()).add(r["method"])
+        done = {key for key, got in have.items() if set(args.methods) <= got}
         previous = [r for r in previous if (r["budget"], r["rep"]) in done]
         os.replace(csv_path, str(csv_path) + ".bak")
         for r in previous:
             _append_csv(csv_path, r)
     elif csv_path.exists():
         os.remove(csv_path)
-    t0 = time.perf_counter()
     rows = previous + run(
         args.dataset, args.budgets, args.reps, args.methods, seed=args.seed,
         data_dir=args.data_dir, pool_size=args.pool_size, test_size=args.test_size,
@@ -508,6 +513,35 @@ def main(argv=None) -> int:
         layer=args.layer, threads=args.threads, fit_sample_size=args.fit_sample_size,
         max_iter=args.max_iter, progress=not args.quiet, csv_path=csv_path,
         done=done)
+    return _report(rows, args, out, stem, t0)
+
+
+def merge_rows(tables: list[list[dict]]) -> list[dict]:
+    """Rows of several runs, the first one of each (budget, rep, method) kept.
+
+    Runs with the same ``--seed`` share their warm starts and training seeds, so methods run
+    apart (e.g. the slow k-center greedy) pair with the others repetition by repetition.
+    """
+    seen, out = set(), []
+    for rows in tables:
+        for r in rows:
+            key = (r["budget"], r["rep"], r["method"])
+            if key not in seen:
+                seen.add(key)
+                out.append(r)
+    return out
+
+
+def _report(rows, args, out: Path, stem: str, t0: float) -> int:
+    csv_path = out / f"{stem}.csv"
+    if args.from_csv:
+        seeds = {r["seed"] for r in rows}
+        if len(seeds) > 1:
+            logger.warning("merging runs with different seeds %s: pairs are not paired", seeds)
+        with open(csv_path, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=FIELDS, restval="")
+            writer.writeheader()
+            writer.writerows(rows)
     summary = summarize(rows)
     with open(out / f"{stem}_summary.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(summary[0]))
@@ -519,7 +553,7 @@ def main(argv=None) -> int:
     print(table)
     print(f"wrote {csv_path}, {out / (stem + '_summary.csv')}, {out / (stem + '.md')}"
           + "".join(f", {f}" for f in figs) + f" in {time.perf_counter() - t0:.1f} s "
-          f"(seed {args.seed}, threads {args.threads}, load {os.getloadavg()[0]:.2f})")
+          f"(load {os.getloadavg()[0]:.2f})")
     return 0
 
 
