@@ -357,7 +357,7 @@ def markdown(summary: list[dict], dataset: str) -> str:
     return "\n".join(lines)
 
 
-def plot(summary: list[dict], dataset: str, out_dir: Path) -> list[Path]:
+def plot(summary: list[dict], dataset: str, out_dir: Path, tag: str = "") -> list[Path]:
     """Figure 2 (accuracy against budget) and Figure 3 (selection time against budget)."""
     try:
         import matplotlib
@@ -381,7 +381,7 @@ def plot(summary: list[dict], dataset: str, out_dir: Path) -> list[Path]:
     ax.set_title(f"{dataset}: accuracy (mean ± 1 std)")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    paths.append(out_dir / f"fig2_{dataset}.png")
+    paths.append(out_dir / f"fig2_{dataset}{tag}.png")
     fig.savefig(paths[-1], dpi=120)
     plt.close(fig)
     fig, ax = plt.subplots(figsize=(5, 3.6))
@@ -396,7 +396,7 @@ def plot(summary: list[dict], dataset: str, out_dir: Path) -> list[Path]:
     ax.set_title(f"{dataset}: selection runtime")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    paths.append(out_dir / f"fig3_{dataset}.png")
+    paths.append(out_dir / f"fig3_{dataset}{tag}.png")
     fig.savefig(paths[-1], dpi=120)
     plt.close(fig)
     return paths
@@ -551,7 +551,7 @@ def _report(rows, args, out: Path, stem: str, t0: float) -> int:
         writer.writerows(summary)
     table = markdown(summary, args.dataset)
     (out / f"{stem}.md").write_text(table + "\n")
-    figs = plot(summary, args.dataset, out)
+    figs = plot(summary, args.dataset, out, args.tag)
     print(table)
     print(f"wrote {csv_path}, {out / (stem + '_summary.csv')}, {out / (stem + '.md')}"
           + "".join(f", {f}" for f in figs) + f" in {time.perf_counter() - t0:.1f} s "
