@@ -115,6 +115,15 @@ def sensitivity_select(E, oracle, n_centers: int, size: int, *, lam="auto", seed
     still a constant-factor clustering after the D^2 seeding).
 
     Returns a :class:`~coreselect.Selection` over the rows of ``E``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> E = np.random.default_rng(0).normal(size=(300, 4))
+    >>> loss = np.abs(E[:, 0])
+    >>> sel = sensitivity_select(E, loss.__getitem__, 10, 50, seed=0)
+    >>> sel.size, sel.n_queries, bool(np.isin(sel.indices, sel.query_indices).any())
+    (50, 10, False)
     """
     from ..sampler import SensitivitySampler
     from ..selection import Selection
@@ -305,7 +314,18 @@ def _t_interval(x: np.ndarray, confidence: float = 0.95) -> tuple[float, float, 
 
 def summarize(rows: list[dict]) -> list[dict]:
     """Per (budget, method): mean and std accuracy, the paired difference to uniform with a
-    95% t interval, mean selection time and the oracle queries."""
+    95% t interval, mean selection time and the oracle queries.
+
+    Examples
+    --------
+    >>> rows = [{"budget": 10, "rep": r, "method": m, "accuracy": a, "select_time_s": 0.0,
+    ...          "pool_pass_s": 0.0, "oracle_queries": 0, "embedded": 0}
+    ...         for r, (u, l) in enumerate([(0.5, 0.6), (0.7, 0.9)])
+    ...         for m, a in (("uniform", u), ("loss", l))]
+    >>> s = summarize(rows)
+    >>> [(x["method"], round(x["mean"], 2), round(x["diff_uniform"], 2)) for x in s]
+    [('uniform', 0.6, nan), ('loss', 0.75, 0.15)]
+    """
     out = []
     budgets = sorted({r["budget"] for r in rows})
     methods = [m for m in METHODS if any(r["method"] == m for r in rows)]
