@@ -320,3 +320,16 @@ def test_predicted_design_effect_edge_cases():
     mixed = predicted_design_effect(x, y, lam=0.0, n=24, hat_total=12.0, cost=24.0,
                                     min_rows=5, mix=0.5)
     assert math.isfinite(mixed["design_effect"])
+
+
+def test_report_on_many_queried_rows_uses_a_subset(monkeypatch):
+    import coreselect.diagnostics as dg
+
+    monkeypatch.setattr(dg, "_MAX_QUERY_ROWS", 50)
+    rng = np.random.default_rng(0)
+    Q = rng.normal(size=(400, 2))
+    ql = np.abs(Q[:, 0])
+    rep = report(p=np.full(400, 1 / 400), query_points=Q, query_losses=ql,
+                 cluster_sizes=np.ones(400), hat_total=float(ql.sum()), cost=400.0)
+    keep = np.linspace(0, 399, 50).round().astype(int)
+    assert rep["holder"]["n_pairs"] == estimate_holder_constant(Q[keep], ql[keep]).n_pairs
