@@ -11,7 +11,12 @@ mixing and the estimator:
 - ``auto+diff``: the same draws, the difference estimator (queried losses as control
   variates, :meth:`Selection.estimate_total` ``method="difference"``);
 - ``holder``: lam = the Hoelder estimate from the queried rows (q0.9 of close pairs);
-- ``mix.2``: lam auto with defensive mixing alpha = 0.2.
+- ``mix.2``: lam auto with defensive mixing alpha = 0.2;
+- ``far``: lam auto over the deterministic farthest-first order instead of D^z sampling.
+
+Before that, the quality of the prefix orders: the clustering cost Phi of the first j rows
+of the D^z order and of the farthest-first order, over the cost of a fitted (j, z)-clustering
+(:func:`coreselect.kz_clustering`, snapped centers), for j = k, 2k, ...
 
 Then what the diagnostics said, for ``auto``: the a-priori verdict (share of runs "likely
 worse" / with caveats), and :func:`coreselect.diagnostics.diagnose_sample`'s estimated
@@ -92,11 +97,27 @@ def fashion():
 
 
 # ------------------------------------------------------------------ one data set
+def prefix_quality(X, k, rounds, out):
+    from coreselect.assign import assign
+
+    dz = prefix_order(X, rounds * k, seed=0)
+    far = prefix_order(X, rounds * k, method="farthest")
+    out("prefix order cost / fitted (j, 2)-clustering cost (seed 0):")
+    out(f"{'j':>6} {'D^z':>7} {'farthest':>9}")
+    for i in range(1, rounds + 1):
+        j = i * k
+        ref = cs.kz_clustering(X, j, seed=0).cost
+        c_dz = float(assign(X, X[dz[:j]])[1].sum())
+        c_far = float(assign(X, X[far[:j]])[1].sum())
+        out(f"{j:>6} {c_dz / ref:7.2f} {c_far / ref:9.2f}")
+
+
 def run(X, loss, name, *, k, s, rounds, reps, out):
     n = X.shape[0]
     T = float(loss.sum())
     var_u = n * float(np.dot(loss, loss)) - T * T  # per-draw variance of uniform sampling
-    est = {v: np.zeros((reps, rounds)) for v in [*VARIANTS, "auto+diff"]}
+    cols = [*VARIANTS, "far", "auto+diff"]
+    est = {v: np.zeros((reps, rounds)) for v in cols}
     deff_hat = np.full((reps, rounds), np.nan)
     deff_pred = np.full((reps, rounds), np.nan)
     verdict_worse = np.zeros(rounds)
@@ -105,8 +126,13 @@ def run(X, loss, name, *, k, s, rounds, reps, out):
     lam_hold = np.zeros((reps, rounds))
     ess = np.zeros((reps, rounds))
     t0 = time.perf_counter()
+    far = prefix_order(X, rounds * k, method="farthest")
     for rep in range(reps):
         order = prefix_order(X, rounds * k, seed=rep)
+        for i, sel in enumerate(cs.adaptive_sample(X, loss.__getitem__, s, rounds=rounds,
+                                                   n_clusters=k, order=far,
+                                                   seed=10_000 + rep)):
+            est["far"][rep, i] = sel.estimate_total(loss).value
         for vname, opts in VARIANTS.items():
             sels = cs.adaptive_sample(X, loss.__getitem__, s, rounds=rounds, n_clusters=k,
                                       order=order, seed=10_000 + rep, **opts)
@@ -130,16 +156,16 @@ def run(X, loss, name, *, k, s, rounds, reps, out):
 
     out(f"\n### {name}")
     out(f"k={k} per round, s={s}, {reps} seeds, T={T:.6g}; {secs:.0f}s")
+    prefix_quality(X, k, rounds, out)
     out("relative RMSE of the total-loss estimate; in brackets the ratio to uniform with the "
         "same oracle calls (< 1: sensitivity wins)")
-    out(f"{'round':>5} {'calls':>6} {'uniform':>8} " +
-        " ".join(f"{v:>16}" for v in [*VARIANTS, "auto+diff"]))
+    out(f"{'round':>5} {'calls':>6} {'uniform':>8} " + " ".join(f"{v:>16}" for v in cols))
     rows = []
     for i in range(rounds):
         calls = (i + 1) * k + s
         uni = np.sqrt(var_u / calls) / T
         cells = []
-        for v in [*VARIANTS, "auto+diff"]:
+        for v in cols:
             rr = float(np.sqrt(np.mean((est[v][:, i] - T) ** 2)) / T)
             cells.append(f"{rr:8.4f} [{rr / uni:5.2f}]")
             rows.append((name, i + 1, calls, v, rr, uni))
