@@ -605,15 +605,21 @@ def read_table(path: str | os.PathLike) -> tuple[list[str], list[list[str]], lis
         raise FileNotFoundError(f"{path}: no such file.")
     suffix = _suffix(path)
     if suffix == ".csv":
-        rows: list[list[str]] = []
-        where: list[int] = []
         with open(path, encoding="utf-8-sig", newline="") as fh:
             reader = csv.reader(fh)
-            for row in reader:
-                if not row or row[0].startswith("#") or (len(row) == 1 and not row[0].strip()):
-                    continue
-                rows.append(row)
-                where.append(reader.line_num)
+            raw = list(reader)
+            one_line_records = reader.line_num == len(raw)
+        if not one_line_records:  # a quoted cell spans lines: count lines the slow way
+            with open(path, encoding="utf-8-sig", newline="") as fh:
+                reader = csv.reader(fh)
+                numbers = [reader.line_num for _ in reader]
+        else:
+            numbers = range(1, len(raw) + 1)
+        keep = [i for i, row in enumerate(raw)
+                if row and not row[0].startswith("#") and (len(row) > 1 or row[0].strip())]
+        rows = [raw[i] for i in keep]
+        where = [numbers[i] for i in keep]
+        del raw
         if not rows:
             raise ValueError(f"{path} is empty: no header and no rows.")
         names = [c.strip().lower() for c in rows[0]]
@@ -623,10 +629,11 @@ def read_table(path: str | os.PathLike) -> tuple[list[str], list[list[str]], lis
         else:
             rows, where = rows[1:], where[1:]
         width = len(names)
-        for row, lineno in zip(rows, where, strict=True):
-            if len(row) != width:
-                raise ValueError(f"{path}, line {lineno}: {len(row)} fields; the header has {width}.")
-        cols = [list(c) for c in zip(*rows, strict=True)] if rows else [[] for _ in names]
+        bad = [pos for pos, row in enumerate(rows) if len(row) != width]
+        if bad:
+            row, lineno = rows[bad[0]], where[bad[0]]
+            raise ValueError(f"{path}, line {lineno}: {len(row)} fields; the header has {width}.")
+        cols = [[row[j] for row in rows] for j in range(width)]
         return names, cols, where, {}
     if suffix == ".parquet":
         pq = _need_pyarrow("reading .parquet")
@@ -692,9 +699,9 @@ def read_losses(path: str | os.PathLike, *, n: int | None = None) -> tuple[np.nd
         raise ValueError(f"{path} has a header but no rows.")
     where_of = (lambda pos: f"line {pos}") if _suffix(path) == ".csv" else (lambda pos: f"row {pos}")
     try:  # fast path: every cell converts; the checks below are vectorised
-        indices = np.asarray(idx_text).astype(np.int64)
-        losses = np.asarray(loss_text).astype(np.float64)
-    except (ValueError, OverflowError):
+        indices = np.fromiter(map(int, idx_text), dtype=np.int64, count=len(idx_text))
+        losses = np.fromiter(map(float, loss_text), dtype=np.float64, count=len(loss_text))
+    except (ValueError, OverflowError, TypeError):
         indices, losses = _parse_losses_slowly(path, idx_text, loss_text, where, n, where_of)
     bad_index = (indices < 0) if n is None else ((indices < 0) | (indices >= n))
     bad = bad_index | ~np.isfinite(losses) | (losses < 0)
