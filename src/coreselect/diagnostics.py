@@ -3,7 +3,8 @@
 The guarantees of the paper (Theorems 5 and 6) assume that the loss is (z, lam)-Hoelder in
 the embeddings, ``|l(a) - l(b)| <= lam ||a - b||^z``, and users do not know lam. Everything
 here is computed from what a run already has: the queried rows, their losses, the clustering
-cost and the sampling probabilities. No extra oracle call is made.
+cost, the sampling probabilities and (for :func:`diagnose_sample`) the losses of the drawn
+rows, which a user computes anyway. No extra oracle call is made.
 
 :func:`estimate_holder_constant`
     From pairs of queried rows that are close in the embedding (each row with its nearest
@@ -27,11 +28,11 @@ cost and the sampling probabilities. No extra oracle call is made.
 
 What the queried rows alone can and cannot tell: the queried rows are spread out by
 design (cluster centers), so the pairs among them measure how the loss varies *between*
-clusters. Whether it is smooth *within* clusters, where the sample's points are, shows only
-in the sample's own losses; so the verdict before labelling rests on the few queried rows that have a close queried
-neighbour (:func:`predicted_design_effect`) and on what it can see for sure (zero-probability
-rows, concentrated weights, a guarantee no better than uniform's), and the definitive answer
-is :func:`diagnose_sample`'s.
+clusters. Whether it is smooth *within* clusters, where the sample's points are, shows
+only in the sample's own losses; so the verdict before labelling rests on the few queried
+rows that have a close queried neighbour (:func:`predicted_design_effect`) and on what it
+can see for sure (zero-probability rows, concentrated weights, a guarantee no better than
+uniform's), and the definitive answer is :func:`diagnose_sample`'s.
 """
 
 from __future__ import annotations
