@@ -114,6 +114,9 @@ def main(argv=None) -> int:
     ap.add_argument("--naive-m", type=int, nargs="+", default=[1, 64, 256])
     ap.add_argument("--check-steps", type=int, default=30,
                     help="steps of the naive run compared with ours, at the smallest n")
+    ap.add_argument("--validate", type=int, default=0,
+                    help="run the common approach for this many steps at the smallest n and "
+                         "compare the time with the extrapolation")
     ap.add_argument("--threads", type=int, default=1,
                     help="BLAS threads for every contender (1: no contention on a busy machine)")
     ap.add_argument("--quick", action="store_true", help="n=20,000 and size=200")
@@ -150,6 +153,14 @@ def main(argv=None) -> int:
         pa, pb = np.polynomial.polynomial.polyfit(ms, np.array(peaks, dtype=float), 1)
         peak_naive = pa + pb * args.size  # the n x m matrix at the last step dominates
         t_inc = incremental_step_time(X, 5) * args.size
+        if args.validate and n == min(args.n):
+            t0 = time.perf_counter()
+            naive_kcenter(X, args.validate, 0)
+            t_meas = time.perf_counter() - t0
+            m_v = np.arange(1, args.validate, dtype=float)
+            t_pred = float(np.sum(np.maximum(a + b * m_v, min(times))))
+            print(f"n={n}: common approach, {args.validate} picks: measured {t_meas:.1f} s, "
+                  f"extrapolation {t_pred:.1f} s (ratio {t_meas / t_pred:.2f})")
         rows.append((n, t_ours, peak_ours, t_naive, peak_naive, peaks, t_inc,
                      sel.diagnostics["radius"], times))
         del X
