@@ -379,3 +379,20 @@ def test_quoted_cells_and_line_numbers_with_comments(tmp_path):
     path = _write(tmp_path / "l.csv", '# note\n"index","loss"\n\n"2","0.5"\n3,-1\n')
     with pytest.raises(ValueError, match=r"line 5 \(index 3\): loss -1.0 is negative"):
         read_losses(path)
+
+
+def test_npz_members_are_memory_mapped_when_stored(tmp_path):
+    rng = np.random.default_rng(5)
+    A = rng.normal(size=(50, 3)).astype(np.float32)
+    B = np.asfortranarray(rng.normal(size=(40, 2)))
+    np.savez(tmp_path / "s.npz", a=A, b=B, c=np.arange(4))
+    np.savez_compressed(tmp_path / "c.npz", a=A)
+    a = load_embeddings(tmp_path / "s.npz", key="a")
+    b = load_embeddings(tmp_path / "s.npz", key="b")
+    assert isinstance(a, np.memmap) and isinstance(b, np.memmap)
+    np.testing.assert_array_equal(a, A)
+    np.testing.assert_array_equal(b, B)
+    c = load_embeddings(tmp_path / "c.npz")
+    assert not isinstance(c, np.memmap)
+    np.testing.assert_array_equal(c, A)
+    assert not isinstance(load_embeddings(tmp_path / "s.npz", key="a", mmap=False), np.memmap)

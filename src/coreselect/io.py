@@ -212,7 +212,8 @@ def load_embeddings(path: str | os.PathLike, *, key: str | None = None,
         fit, which scans every row anyway. ``False`` returns the array as stored (for
         ``coreselect info``).
     mmap : bool, default=True
-        Open ``.npy`` files memory-mapped (read-only) instead of reading them whole.
+        Open ``.npy`` files, and uncompressed ``.npz`` members (``np.savez``), memory-mapped
+        (read-only) instead of reading them whole.
 
     Returns
     -------
@@ -247,7 +248,7 @@ def load_embeddings(path: str | os.PathLike, *, key: str | None = None,
     if suffix == ".npy":
         X = _load_npy(path, mmap=mmap)
     elif suffix == ".npz":
-        X = _load_npz(path, key)
+        X = _load_npz(path, key, mmap=mmap)
     elif suffix == ".parquet":
         X = _load_parquet(path, key)
     elif suffix == ".csv":
@@ -304,7 +305,7 @@ def _load_npy(path: str, *, mmap: bool) -> np.ndarray:
         raise ValueError(f"{path}: could not read the array ({exc}).") from None
 
 
-def _load_npz(path: str, key: str | None) -> np.ndarray:
+def _load_npz(path: str, key: str | None, *, mmap: bool = True) -> np.ndarray:
     try:
         archive = np.load(path, allow_pickle=False)
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
@@ -325,12 +326,51 @@ def _load_npz(path: str, key: str | None) -> np.ndarray:
             raise ValueError(
                 f"--key {key!r} is not in {path}; it holds: {', '.join(keys)}."
             )
+        mapped = _memmap_npz_member(path, key + ".npy") if mmap else None
+        if mapped is not None:
+            return mapped
         try:
             return archive[key]
         except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
             what = ("; it holds Python objects (pickles), which coreselect never loads"
                     if "pickle" in str(exc) else "")
             raise ValueError(f"{path}: could not read array {key!r} ({exc}){what}.") from None
+
+
+def _memmap_npz_member(path: str, member: str) -> np.ndarray | None:
+    """Memory-map an uncompressed member of a ``.npz`` (what ``np.savez`` writes).
+
+    Returns None when the member is compressed (``np.savez_compressed``), holds objects,
+    or anything looks unusual; the caller then reads it whole.
+    """
+    fmt = np.lib.format
+    try:
+        with zipfile.ZipFile(path) as zf:
+            info = zf.getinfo(member)
+        if info.compress_type != zipfile.ZIP_STORED:
+            return None
+        with open(path, "rb") as fh:
+            fh.seek(info.header_offset)
+            local = fh.read(30)
+            if len(local) != 30 or local[:4] != b"PK\x03\x04":
+                return None
+            name_len = int.from_bytes(local[26:28], "little")
+            extra_len = int.from_bytes(local[28:30], "little")
+            start = info.header_offset + 30 + name_len + extra_len
+            fh.seek(start)
+            version = fmt.read_magic(fh)
+            if version == (1, 0):
+                shape, fortran, dtype = fmt.read_array_header_1_0(fh)
+            else:
+                shape, fortran, dtype = fmt.read_array_header_2_0(fh)
+            offset = fh.tell()
+        count = int(np.prod(shape, dtype=np.int64))
+        if dtype.hasobject or count == 0 or offset - start + count * dtype.itemsize != info.file_size:
+            return None
+        return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape,
+                         order="F" if fortran else "C")
+    except (KeyError, ValueError, OSError, zipfile.BadZipFile):
+        return None
 
 
 def _is_list_type(pa, typ) -> bool:
