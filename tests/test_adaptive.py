@@ -231,3 +231,24 @@ def test_errors():
         cs.adaptive_sample(X, loss, 5, rounds=1, n_clusters=5)
     with pytest.raises(ValueError, match="size must be at most n=10 when replace=False"):
         cs.adaptive_sample(X, f, 11, rounds=1, n_clusters=5, replace=False)
+
+
+@pytest.mark.slow
+def test_theorem6_bound_holds_as_often_as_promised():
+    # l(x) = lam ||x - x0|| is exactly (1, lam)-Hoelder; with z=1 and that lam, every round's
+    # error must be within its reported bound with probability >= 1 - 1/e (it is loose: far
+    # more often in practice)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(1500, 3)) * 4
+    lam = 2.0
+    loss = lam * np.linalg.norm(X - rng.normal(size=3), axis=1)
+    held = np.zeros(3)
+    reps = 200
+    for seed in range(reps):
+        sels = cs.adaptive_sample(X, loss.__getitem__, 30, rounds=3, n_clusters=15, z=1.0,
+                                  lam=lam, seed=seed)
+        for i, sel in enumerate(sels):
+            assert sel.diagnostics["error_bound_lam"] <= lam * (1 + 1e-9)
+            held[i] += abs(sel.estimate_total(loss).value - loss.sum()) <= \
+                sel.diagnostics["error_bound"]
+    assert np.all(held / reps >= 1 - 1 / np.e), held
