@@ -142,6 +142,16 @@ def test_sample_without_replacement_lam_and_parquet_output(tmp_path, capsys):
     _same(got, ref)
     assert not got.replace and len(np.unique(got.indices)) == 40
     assert json.loads(out)["lam"] == 0.5
+    rc, _, err = main(capsys, "sample", tmp_path / "r", "--losses", tmp_path / "a.csv",
+                      "--size", 40, "--mix", "0.3", "--out", tmp_path / "m.csv", "-q")
+    assert rc == 0, err
+    mixed = read_selection(tmp_path / "m.csv")
+    _same(mixed, cs.sensitivity_sample(np.load(emb), loss.__getitem__, 40, n_clusters=K,
+                                       seed=2, mix=0.3))
+    assert mixed.probabilities.min() >= 0.3 / len(X)
+    rc, _, err = main(capsys, "sample", tmp_path / "r", "--losses", tmp_path / "a.csv",
+                      "--size", 40, "--mix", "1.5", "--out", tmp_path / "m2.csv")
+    assert rc == 2 and "--mix" in err
 
 
 def test_sample_checks_embeddings_fingerprint(tmp_path, capsys):

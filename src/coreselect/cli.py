@@ -99,6 +99,21 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1]; got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1]; got {text!r}")
+    return value
+
+
+def _mix(args) -> dict:
+    """``mix`` only when asked for, so that samplers without the option keep working."""
+    return {"mix": args.mix} if args.mix else {}
+
+
 def _auto_or_int(text: str):
     return "auto" if text == "auto" else _positive_int(text)
 
@@ -377,7 +392,8 @@ def cmd_sample(args) -> int:
     size = check_size(args.size, sampler.n_samples_, replace=replace)
     idx, losses = read_losses(args.losses, n=sampler.n_samples_)
     query_losses = match_losses(idx, losses, sampler.query_indices_, path=args.losses)
-    sel = sampler.sample(query_losses, size, lam=args.lam, replace=replace, seed=args.seed)
+    sel = sampler.sample(query_losses, size, lam=args.lam, replace=replace, seed=args.seed,
+                         **_mix(args))
     provenance = {"plan": os.path.abspath(plan), "plan_seed": sampler.seed,
                   "sample_seed": args.seed, "fingerprint": getattr(sampler, "fingerprint_", None)}
     paths = write_selection(args.out, sel, force=args.force, extra_meta=provenance)
@@ -460,7 +476,7 @@ def cmd_select(args) -> int:
         sel = sensitivity_sample(
             X, oracle, args.size, n_clusters=args.clusters, z=args.z, lam=args.lam,
             replace=replace, seed=seed, batch_size=args.batch_size, cache=cache,
-            progress=_progress(args), **_fit_params(args),
+            progress=_progress(args), **_fit_params(args), **_mix(args),
         )
     else:
         # the same steps as sensitivity_sample, with the fitted clustering kept beside the
@@ -468,7 +484,7 @@ def cmd_select(args) -> int:
         sampler = _checkpointed_fit(args, X, fp, seed)
         losses = ask_oracle(oracle, sampler.query_indices_, batch_size=args.batch_size,
                             cache=cache, progress=_progress(args), state=sampler)
-        sel = sampler.sample(losses, args.size, lam=args.lam, replace=replace)
+        sel = sampler.sample(losses, args.size, lam=args.lam, replace=replace, **_mix(args))
     paths = write_selection(args.out, sel, force=args.force, extra_meta={"seed": int(seed)})
     human, data = _selection_summary(sel, paths)
     data["seed"] = int(seed)
@@ -594,6 +610,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weight of the distances: 'auto' (default) or a number >= 0")
     g.add_argument("--without-replacement", action="store_true",
                    help="s distinct rows (Horvitz-Thompson weights) instead of i.i.d. draws")
+    g.add_argument("--mix", type=_fraction, default=0.0, metavar="ALPHA",
+                   help="defensive mixing with uniform sampling, in [0, 1] (default 0)")
 
     emb = argparse.ArgumentParser(add_help=False)
     emb.add_argument("--key", help=".npz: the array; .parquet: the list column (or "
