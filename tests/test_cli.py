@@ -583,3 +583,23 @@ def test_checkpoint_is_reused_only_for_the_same_options(tmp_path, capsys, monkey
     rc, _, err = main(capsys, *base, "-k", 6)
     assert rc == 0
     _same(read_selection(tmp_path / "o.csv"), first)
+
+
+def test_plan_failing_half_way_leaves_the_old_plan(tmp_path, capsys, monkeypatch):
+    import coreselect.io
+
+    X, _ = _data()
+    emb = _write_embeddings(tmp_path, ".npy", X)
+    run = tmp_path / "run"
+    assert main(capsys, "plan", emb, "-k", 4, "--seed", 0, "--out", run, "-q")[0] == 0
+    before = {name: (run / name).read_bytes() for name in os.listdir(run)}
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(coreselect.io, "write_table", disk_full)
+    rc, _, err = main(capsys, "plan", emb, "-k", 6, "--seed", 1, "--out", run, "-q", "--force")
+    assert rc == 1 and "No space left" in err
+    assert {name: (run / name).read_bytes() for name in os.listdir(run)} == before
+    rc, _, _ = main(capsys, "plan", emb, "-k", 6, "--seed", 1, "--out", tmp_path / "new", "-q")
+    assert rc == 1 and not (tmp_path / "new").exists()

@@ -10,6 +10,7 @@ JSON object on stdout.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import importlib.util
 import json
@@ -353,19 +354,17 @@ def cmd_plan(args) -> int:
                 f"--losses {os.path.join(out, QUERIES_FILE)} --size S --out selection.csv",
     }
     try:
-        save_path = targets[0]
-        save_sampler(sampler, save_path, fingerprint=fp)
-        with atomic_path(targets[1], force=args.force) as tmp:
-            with open(tmp, "w", encoding="utf-8") as fh:
+        # three temporary files, renamed into place only when all three are written
+        with contextlib.ExitStack() as stack:
+            tmps = [stack.enter_context(atomic_path(t, force=args.force)) for t in targets]
+            save_sampler(sampler, tmps[0], fingerprint=fp)
+            with open(tmps[1], "w", encoding="utf-8") as fh:
                 json.dump(summary, fh, indent=1)
-        write_table(targets[2], {"index": q, "loss": [None] * q.size}, force=args.force)
+            write_table(tmps[2], {"index": q, "loss": [None] * q.size}, fmt=".csv",
+                        atomic=False)
     except BaseException:
-        if created:
-            for t in targets:
-                if os.path.exists(t):
-                    os.remove(t)
-            if not os.listdir(out):
-                os.rmdir(out)
+        if created and os.path.isdir(out) and not os.listdir(out):
+            os.rmdir(out)
         raise
     human = [
         f"plan: {q.size} centers for n={X.shape[0]} rows (z={args.z:g}, seed={seed}, "

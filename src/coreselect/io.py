@@ -140,13 +140,15 @@ def _format_number(value: Any) -> str:
 
 
 def write_table(path: str | os.PathLike, columns: Mapping[str, Any], *, force: bool = False,
-                metadata: Mapping[str, Any] | None = None) -> str:
+                metadata: Mapping[str, Any] | None = None, fmt: str | None = None,
+                atomic: bool = True) -> str:
     """Write equal-length columns to ``.csv`` or ``.parquet`` (by suffix), atomically.
 
     Floats are written in CSV with Python's shortest round-trip form, so that reading the
     file back gives the same numbers. ``None`` (or an empty string) is an empty cell.
     ``metadata`` (JSON-serialisable) goes into the Parquet schema under ``"coreselect"``;
-    CSV files carry none.
+    CSV files carry none. ``atomic=False`` writes ``path`` directly, in the format ``fmt``
+    (``".csv"`` or ``".parquet"``), for a caller that manages its own temporary file.
 
     Examples
     --------
@@ -156,7 +158,15 @@ def write_table(path: str | os.PathLike, columns: Mapping[str, Any], *, force: b
     >>> open(out).read()
     'index,loss\\n3,0.5\\n1,\\n'
     """
-    path = check_output(path, force=force, formats=TABLE_FORMATS)
+    if atomic:
+        path = check_output(path, force=force, formats=TABLE_FORMATS)
+        fmt = _suffix(path)
+        with atomic_path(path, force=force) as tmp:
+            write_table(tmp, columns, metadata=metadata, fmt=fmt, atomic=False)
+        return path
+    path = os.fspath(path)
+    if fmt not in TABLE_FORMATS:
+        raise ValueError(f"fmt must be one of {', '.join(TABLE_FORMATS)}; got {fmt!r}.")
     names = list(columns)
     lists = []
     for name in names:
@@ -165,31 +175,30 @@ def write_table(path: str | os.PathLike, columns: Mapping[str, Any], *, force: b
     lengths = {len(c) for c in lists}
     if len(lengths) > 1:
         raise ValueError(f"write_table: columns have different lengths {sorted(lengths)}.")
-    with atomic_path(path, force=force) as tmp:
-        if _suffix(path) == ".csv":
-            with open(tmp, "w", encoding="utf-8", newline="") as fh:
-                fh.write(",".join(names) + "\n")
-                rows = zip(*lists, strict=True)
-                fh.writelines(
-                    ",".join("" if v is None else _format_number(v) for v in row) + "\n"
-                    for row in rows
-                )
-        else:
-            pq = _need_pyarrow("writing .parquet")
-            import pyarrow as pa
+    if fmt == ".csv":
+        with open(path, "w", encoding="utf-8", newline="") as fh:
+            fh.write(",".join(names) + "\n")
+            rows = zip(*lists, strict=True)
+            fh.writelines(
+                ",".join("" if v is None else _format_number(v) for v in row) + "\n"
+                for row in rows
+            )
+    else:
+        pq = _need_pyarrow("writing .parquet")
+        import pyarrow as pa
 
-            arrays = {}
-            for name, col, raw in zip(names, lists, (columns[n] for n in names), strict=True):
-                if isinstance(raw, np.ndarray) and raw.dtype.kind in "biuf":
-                    arrays[name] = pa.array(raw)
-                else:
-                    arrays[name] = pa.array(col)
-            table = pa.table(arrays)
-            if metadata is not None:
-                table = table.replace_schema_metadata(
-                    {b"coreselect": json.dumps(metadata).encode("utf-8")}
-                )
-            pq.write_table(table, tmp)
+        arrays = {}
+        for name, col, raw in zip(names, lists, (columns[n] for n in names), strict=True):
+            if isinstance(raw, np.ndarray) and raw.dtype.kind in "biuf":
+                arrays[name] = pa.array(raw)
+            else:
+                arrays[name] = pa.array(col)
+        table = pa.table(arrays)
+        if metadata is not None:
+            table = table.replace_schema_metadata(
+                {b"coreselect": json.dumps(metadata).encode("utf-8")}
+            )
+        pq.write_table(table, path)
     return path
 
 
