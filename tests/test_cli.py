@@ -603,3 +603,32 @@ def test_plan_failing_half_way_leaves_the_old_plan(tmp_path, capsys, monkeypatch
     assert {name: (run / name).read_bytes() for name in os.listdir(run)} == before
     rc, _, _ = main(capsys, "plan", emb, "-k", 6, "--seed", 1, "--out", tmp_path / "new", "-q")
     assert rc == 1 and not (tmp_path / "new").exists()
+
+
+def test_answers_are_kept_even_without_cache(tmp_path, capsys, monkeypatch):
+    X, loss = _data()
+    emb = _write_embeddings(tmp_path, ".npy", X)
+    np.save(tmp_path / "loss.npy", loss)
+    (tmp_path / "myoracle.py").write_text(ORACLE)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ORACLE_LOG", str(tmp_path / "a.log"))
+    monkeypatch.setenv("FAIL_AFTER", "2")
+    base = ["select", emb, "-k", 10, "-s", 25, "--oracle", "myoracle:loss", "--batch-size", 3,
+            "--seed", 8, "-q"]
+    rc, _, err = main(capsys, *base, "--out", tmp_path / "s.csv")
+    assert rc == 1
+    saved = tmp_path / "s.csv.answers.csv"
+    assert f"saved in {saved}" in err and "--cache" in err
+    assert not (tmp_path / "s.csv").exists()
+    paid = {i for b in _calls(tmp_path / "a.log")[:2] for i in b}
+    monkeypatch.setenv("FAIL_AFTER", "1000")
+    monkeypatch.setenv("ORACLE_LOG", str(tmp_path / "b.log"))
+    rc, _, err = main(capsys, *base, "--cache", saved, "--out", tmp_path / "s.csv")
+    assert rc == 0, err
+    again = [i for b in _calls(tmp_path / "b.log") for i in b]
+    assert len(paid) == 6 and len(again) == 4 and not paid & set(again)
+    monkeypatch.setenv("ORACLE_LOG", str(tmp_path / "c.log"))
+    rc, _, err = main(capsys, *base, "--cache", tmp_path / "new.csv", "--out",
+                      tmp_path / "u.csv")
+    assert rc == 0, err
+    _same(read_selection(tmp_path / "s.csv"), read_selection(tmp_path / "u.csv"))

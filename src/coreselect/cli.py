@@ -442,10 +442,32 @@ def _checkpointed_fit(args, X, fp: dict, seed: int):
     return load_sampler(path)
 
 
+def _save_partial_answers(args, exc, X, seed: int) -> None:
+    """Without ``--cache``, keep the answers an oracle gave before failing in a cache file
+    beside the output, and say how to continue from it (nothing paid for is lost)."""
+    from . import LossCache
+    from .io import fingerprint
+
+    if not exc.answered:
+        return
+    path = args.out + ".answers.csv"
+    count = 1
+    while os.path.exists(path):
+        path = f"{args.out}.answers-{count}.csv"
+        count += 1
+    _create_cache(path, fingerprint(X), seed)
+    keys = np.array(sorted(exc.answered), dtype=np.int64)
+    LossCache(path).add(keys, [exc.answered[int(i)] for i in keys])
+    exc.args = (f"{exc.args[0]} The {keys.size} answers received are saved in {path}; rerun "
+                f"with --cache {path} --seed {seed} to ask only for the others.",)
+    args.saved_answers = path
+
+
 def cmd_select(args) -> int:
     from . import LossCache, ask_oracle, sensitivity_sample
     from ._validation import check_n_clusters, check_size
     from .io import check_output, fingerprint, write_selection
+    from .oracle import OracleError
 
     check_output(args.out, force=args.force, formats=(".csv", ".parquet", ".npz"), name="--out")
     oracle = _load_oracle(args.oracle)
@@ -472,11 +494,15 @@ def cmd_select(args) -> int:
     elif seed is None:
         seed = _new_seed()
     if cache is None:
-        sel = sensitivity_sample(
-            X, oracle, args.size, n_clusters=args.clusters, z=args.z, lam=args.lam,
-            replace=replace, seed=seed, batch_size=args.batch_size, cache=cache,
-            progress=_progress(args), **_fit_params(args), **_mix(args),
-        )
+        try:
+            sel = sensitivity_sample(
+                X, oracle, args.size, n_clusters=args.clusters, z=args.z, lam=args.lam,
+                replace=replace, seed=seed, batch_size=args.batch_size, cache=cache,
+                progress=_progress(args), **_fit_params(args), **_mix(args),
+            )
+        except OracleError as exc:
+            _save_partial_answers(args, exc, X, seed)
+            raise
     else:
         # the same steps as sensitivity_sample, with the fitted clustering kept beside the
         # cache, so that a rerun does not fit it again
@@ -778,9 +804,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OracleError as exc:
         if args.debug:
             traceback.print_exc()
-        hint = (" Run the same command again to continue from the cache."
-                if getattr(args, "cache", None) else
-                " Use --cache FILE to keep the answers across runs.")
+        if getattr(args, "cache", None):
+            hint = " Run the same command again to continue from the cache."
+        elif getattr(args, "saved_answers", None):
+            hint = ""
+        else:
+            hint = " Use --cache FILE to keep the answers across runs."
         _fail(f"{exc}{hint}")
         return 1
     except (ValueError, TypeError, FileNotFoundError, FileExistsError, IsADirectoryError,
