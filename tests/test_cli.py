@@ -632,3 +632,12 @@ def test_answers_are_kept_even_without_cache(tmp_path, capsys, monkeypatch):
                       tmp_path / "u.csv")
     assert rc == 0, err
     _same(read_selection(tmp_path / "s.csv"), read_selection(tmp_path / "u.csv"))
+
+
+def test_missing_pyarrow_names_the_extra(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    (tmp_path / "e.parquet").write_bytes(b"PAR1")
+    rc, _, err = main(capsys, "info", tmp_path / "e.parquet")
+    assert rc == 1 and "pip install coreselect[parquet]" in err
+    assert len(err.strip().splitlines()) == 1

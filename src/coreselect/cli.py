@@ -821,7 +821,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _fail("interrupted.")
         return 1
-    except ImportError as exc:
+    except (ImportError, OSError) as exc:  # a missing extra, a full disk...
         if args.debug:
             traceback.print_exc()
         _fail(str(exc))
