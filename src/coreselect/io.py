@@ -81,6 +81,13 @@ def check_output(path: str | os.PathLike, *, force: bool = False,
 
     Raises ``FileExistsError`` when the file exists and ``force`` is False, ``ValueError``
     for an unknown suffix and ``FileNotFoundError`` when the folder does not exist.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> out = os.path.join(tempfile.mkdtemp(), "sel.csv")
+    >>> check_output(out, formats=(".csv",)) == out
+    True
     """
     path = os.fspath(path)
     if formats is not None and _suffix(path) not in formats:
@@ -565,7 +572,17 @@ def fingerprint(X, *, progress: bool = False) -> dict:
 
 def compare_fingerprints(expected: Mapping | None, actual: Mapping, *,
                          what: str = "the embeddings") -> str | None:
-    """Say how two fingerprints differ (shape, dtype or values); ``None`` when they agree."""
+    """Say how two fingerprints differ (shape, dtype or values); ``None`` when they agree.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> a = fingerprint(np.zeros((2, 2)))
+    >>> compare_fingerprints(a, fingerprint(np.zeros((2, 2)))) is None
+    True
+    >>> compare_fingerprints(a, fingerprint(np.ones((3, 2))))
+    'the embeddings have shape (3, 2), but the plan was made for shape (2, 2)'
+    """
     if not expected:
         return None
     if list(expected.get("shape", [])) != list(actual.get("shape", [])):
@@ -648,6 +665,14 @@ def read_table(path: str | os.PathLike) -> tuple[list[str], list[list[str]], lis
     position of each row in the file (line numbers for CSV, 0-based row numbers for Parquet)
     and the Parquet ``coreselect`` metadata (``{}`` for CSV). Lines starting with ``#`` are
     comments.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "t.csv")
+    >>> _ = open(path, "w").write("# a comment\\nIndex,Loss\\n4,0.5\\n")
+    >>> read_table(path)
+    (['index', 'loss'], [['4'], ['0.5']], [3], {})
     """
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -879,6 +904,17 @@ def write_selection(path: str | os.PathLike, sel, *, force: bool = False,
     cluster_size`` (the center's pool index and how many rows it stands for). What
     :func:`read_selection` needs besides (``n``, ``replace``, the queried losses...) goes into
     the Parquet metadata, or for CSV into a side file ``PATH.json``. Returns the paths written.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from coreselect import Selection
+    >>> sel = Selection(indices=[3, 1], weights=[2.0, 2.0], probabilities=[0.25, 0.25], n=4)
+    >>> out = os.path.join(tempfile.mkdtemp(), "sel.csv")
+    >>> [os.path.basename(p) for p in write_selection(out, sel)]
+    ['sel.csv', 'sel.csv.json']
+    >>> read_selection(out).estimate_total([1.0, 3.0]).value
+    8.0
     """
     path = os.fspath(path)
     suffix = _suffix(path)

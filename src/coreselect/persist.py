@@ -260,6 +260,19 @@ def load_sampler(path: str | os.PathLike, X=None, *, cls=None):
     -------
     SensitivitySampler
         Fitted; ``sample`` continues the saved random stream.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from coreselect import SensitivitySampler
+    >>> X = np.random.default_rng(1).normal(size=(60, 2))
+    >>> path = os.path.join(tempfile.mkdtemp(), "plan.npz")
+    >>> _ = save_sampler(SensitivitySampler(3, seed=0).fit(X), path, X=X)
+    >>> load_sampler(path, X + 1.0)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: the embeddings have the same shape and dtype as those the plan was made for, but other values (their SHA-256 differs); ... Make a new plan.
     """
     if cls is None:
         from .sampler import SensitivitySampler as cls
