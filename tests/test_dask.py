@@ -51,6 +51,9 @@ def test_threaded_dask_matches_numpy():
                                rtol=1e-12)
     np.testing.assert_allclose(got._ooc.probabilities(losses, ref.sample(losses, 1).params["lam"]),
                                p, rtol=1e-12)
+    lam = ref.sample(losses, 1).params["lam"]
+    np.testing.assert_allclose(got._ooc.row_probabilities(500, 1500, losses, lam), p[500:1500],
+                               rtol=1e-12)
 
 
 def test_sensitivity_sample_accepts_dask_and_is_reproducible():

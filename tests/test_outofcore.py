@@ -200,3 +200,11 @@ def test_peak_memory_does_not_grow_with_n(tmp_path):
     # the pools are 6.4 and 19 MB: with the per-row state spilled, the peak stays put
     assert peak_big < 1.1 * peak_mid, (peak_mid, peak_big)
     assert peak_big < limit
+
+
+def test_row_probabilities_are_a_slice_of_all(tmp_path):
+    sampler = cs.SensitivitySampler(6, seed=2).fit(_save(tmp_path, X32))
+    losses = LOSS[sampler.query_indices_]
+    p = sampler._ooc.probabilities(losses, 0.3, mix=0.1)
+    np.testing.assert_allclose(sampler._ooc.row_probabilities(100, 900, losses, 0.3, mix=0.1),
+                               p[100:900], rtol=1e-15)

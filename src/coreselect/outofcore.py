@@ -617,6 +617,23 @@ class OutOfCoreState:
         """``sum_{e in chunk} l_hat(e) + lam v(e)`` for every chunk, from the counts."""
         return self.chunk_counts @ losses + lam * self.chunk_v
 
+    def _rows(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.store.read(start, stop)
+
+    def row_probabilities(self, start: int, stop: int, losses: np.ndarray, lam: float,
+                          mix: float = 0.0) -> np.ndarray:
+        """The sampling probabilities of rows ``start:stop`` alone."""
+        total = float(self.chunk_masses(losses, lam).sum())
+        n = int(self.chunk_starts[-1])
+        if not total > 0:
+            return np.full(max(0, min(stop, n) - start), 1.0 / n)
+        lab, v = self._rows(start, stop)
+        p = (losses[lab] + lam * v) / total
+        if mix:
+            p *= 1.0 - mix
+            p += mix / n
+        return p
+
     def probabilities(self, losses: np.ndarray, lam: float, mix: float = 0.0) -> np.ndarray:
         """The sampling probability of every row (8 bytes a row: for pools that fit)."""
         total = float(self.chunk_masses(losses, lam).sum())

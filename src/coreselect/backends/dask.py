@@ -79,8 +79,32 @@ def from_npy_shards(paths, *, chunk_rows: int | None = None):
     n, d = pool.shape
     if chunk_rows is None:
         chunk_rows = max(1, (128 * 2**20) // max(1, d * pool.dtype.itemsize))
-    return da.from_array(pool, chunks=(int(chunk_rows), d), asarray=True,
-                         meta=np.empty((0, d), dtype=pool.dtype))
+    X = da.from_array(pool, chunks=(int(chunk_rows), d), asarray=True,
+                      meta=np.empty((0, d), dtype=pool.dtype))
+    _SHARD_POOLS[X.name] = pool  # lets the fit read its sample rows alone (see _gather_rows)
+    return X
+
+
+# Dask arrays made by from_npy_shards, by name: their sample rows can be read one by one.
+_SHARD_POOLS: dict[str, ShardedArray] = {}
+
+
+def _take_rows(pool: ShardedArray, rows: np.ndarray) -> np.ndarray:
+    return pool.take(rows)
+
+
+def _gather_rows(X, rows: np.ndarray) -> np.ndarray:
+    """``X[rows]`` on the client. For arrays from :func:`from_npy_shards`, tasks on the workers
+    read just those rows; for any other Dask array each block holding a row is computed."""
+    dask, _ = import_dask()
+    pool = _SHARD_POOLS.get(X.name)
+    if pool is None or pool.shape != X.shape:
+        return np.asarray(X[rows].compute())
+    starts = np.concatenate([[0], np.cumsum(X.chunks[0])])
+    cuts = np.searchsorted(rows, starts)
+    tasks = [dask.delayed(_take_rows)(pool, rows[a:b])
+             for a, b in zip(cuts[:-1], cuts[1:], strict=True) if b > a]
+    return np.concatenate(dask.compute(*tasks))
 
 
 def _assign_block(xb, centers, center_rows, z, backend, block_info=None):
@@ -145,6 +169,10 @@ class DaskState(OutOfCoreState):
         self.chunk_counts = chunk_counts
         self.chunk_v = chunk_v
         self.n = int(chunk_starts[-1])
+
+    def _rows(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        out = np.asarray(self.out[start:stop].compute())
+        return out[:, 0].astype(np.int64), out[:, 1]
 
     def take_labels(self, rows: np.ndarray) -> np.ndarray:
         rows = np.asarray(rows, dtype=np.int64)
@@ -222,7 +250,7 @@ def fit_sampler(sampler, X) -> None:
     z = check_z(sampler.z)
     rng = sampler._rng = check_random_state(sampler.seed)
     rows = fit_rows(n, k, sampler.fit_sample_size, rng)
-    xs = np.asarray(X[rows].compute(), dtype=np.float64)  # gathered from the partitions
+    xs = np.asarray(_gather_rows(X, rows), dtype=np.float64)  # gathered from the partitions
     _check_finite_block(xs, rows, "X")
     cl, center_rows, ccoords = fit_centers_on_sample(
         xs, rows, k, z=z, rng=rng, max_iter=sampler.max_iter, chunk_size=sampler.chunk_size,
