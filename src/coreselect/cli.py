@@ -226,8 +226,9 @@ def _cache_header(path: str, fp: dict) -> dict | None:
     with open(path, encoding="utf-8", errors="replace") as fh:
         first = fh.readline().strip()
     if not first.startswith(_CACHE_TAG):
-        logger.info("%s: a cache without a coreselect header; its answers are used as given",
-                    path)
+        logger.warning("%s: a cache without a coreselect header: its answers are used as given "
+                       "(they must be for these embeddings); give --seed to resume the same plan",
+                       path)
         return None
     try:
         recorded = json.loads(first[len(_CACHE_TAG):])
@@ -719,7 +720,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="importable callable (or file.py:function) taking an int64 array of "
                         "rows and returning their losses")
     p.add_argument("--cache", metavar="FILE", default=None,
-                   help="append-only CSV of the answers (index,loss); reused when rerun")
+                   help="append-only CSV of the answers (index,loss), reused when rerun; the "
+                        "fitted plan is kept beside it as FILE.plan.npz")
     p.add_argument("--batch-size", type=_positive_int, default=1024,
                    help="rows per oracle call (1024)")
     p.add_argument("--seed", type=_seed, default=None,
