@@ -641,3 +641,31 @@ def test_missing_pyarrow_names_the_extra(tmp_path, capsys, monkeypatch):
     rc, _, err = main(capsys, "info", tmp_path / "e.parquet")
     assert rc == 1 and "pip install coreselect[parquet]" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_cache_written_from_python_is_reused(tmp_path, capsys, monkeypatch):
+    X, loss = _data()
+    emb = _write_embeddings(tmp_path, ".npy", X)
+    np.save(tmp_path / "loss.npy", loss)
+    (tmp_path / "myoracle.py").write_text(ORACLE)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ORACLE_LOG", str(tmp_path / "a.log"))
+    # a Python run with a cache, stopped by the oracle after its first batch
+    calls = []
+
+    def oracle(idx):
+        calls.append(len(idx))
+        if len(calls) > 1:
+            raise RuntimeError("stop")
+        return loss[idx]
+
+    with pytest.raises(cs.OracleError):
+        cs.sensitivity_sample(X, oracle, 20, n_clusters=6, seed=4, batch_size=4,
+                              cache=tmp_path / "py.csv")
+    rc, _, err = main(capsys, "select", emb, "-k", 6, "-s", 20, "--oracle", "myoracle:loss",
+                      "--seed", 4, "--cache", tmp_path / "py.csv", "--out", tmp_path / "s.csv")
+    assert rc == 0, err
+    assert "without a coreselect header" in err
+    assert sum(len(b) for b in _calls(tmp_path / "a.log")) == 6 - 4
+    ref = cs.sensitivity_sample(X, loss.__getitem__, 20, n_clusters=6, seed=4)
+    _same(read_selection(tmp_path / "s.csv"), ref)
