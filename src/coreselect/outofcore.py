@@ -765,6 +765,7 @@ def fit_out_of_core(X, n_clusters: int, *, z: float, rng: np.random.Generator,
     sizes = counts.sum(axis=0)
     cost = float(vsum.sum())
     state = OutOfCoreState(pool, plan, store, starts, counts, vsum)
+    state.query_points = ccoords
     clustering = Clustering(
         center_indices=center_rows, labels=store.labels, distances=store.dist, cost=cost,
         cluster_sizes=sizes.astype(np.int64), fitted_centers=cl.fitted_centers, z=float(z),
@@ -868,11 +869,11 @@ def fit_sampler_routed(sampler, X) -> bool:
         pool, sampler.n_clusters, z=z, rng=sampler._rng, fit_sample_size=sampler.fit_sample_size,
         max_iter=sampler.max_iter, chunk_size=sampler.chunk_size, backend=sampler.backend,
         memory_limit=sampler.memory_limit, progress=sampler.progress)
-    _set_fitted(sampler, cl, state, pool.shape)
+    _set_fitted(sampler, cl, state, pool.shape, getattr(state, "query_points", None))
     return True
 
 
-def _set_fitted(sampler, cl, state, shape) -> None:
+def _set_fitted(sampler, cl, state, shape, query_points=None) -> None:
     sampler.query_indices_ = cl.center_indices
     sampler.labels_ = cl.labels
     sampler.distances_ = cl.distances
@@ -881,3 +882,4 @@ def _set_fitted(sampler, cl, state, shape) -> None:
     sampler.n_samples_, sampler.n_features_in_ = int(shape[0]), int(shape[1])
     sampler.clustering_ = cl
     sampler._ooc = state
+    sampler._query_points = query_points  # coordinates of the queried rows (diagnostics)

@@ -275,7 +275,7 @@ def fit_sampler(sampler, X) -> None:
         cluster_sizes=counts.sum(axis=0).astype(np.int64), fitted_centers=cl.fitted_centers,
         z=float(z), fit_sample_size=int(rows.shape[0]), n_iter=int(cl.n_iter))
     logger.debug("dask fit: n=%d d=%d k=%d blocks=%d", n, d, kc, out.numblocks[0])
-    _set_fitted(sampler, clustering, DaskState(out, starts, counts, vsum), (n, d))
+    _set_fitted(sampler, clustering, DaskState(out, starts, counts, vsum), (n, d), ccoords)
 
 
 class DaskBackend:
