@@ -208,3 +208,35 @@ def test_row_probabilities_are_a_slice_of_all(tmp_path):
     p = sampler._ooc.probabilities(losses, 0.3, mix=0.1)
     np.testing.assert_allclose(sampler._ooc.row_probabilities(100, 900, losses, 0.3, mix=0.1),
                                p[100:900], rtol=1e-15)
+
+
+def test_chunk_counts_stay_bounded_for_huge_n():
+    # n = 1e9: the per-group center counts stay under a sixth of the room
+    for limit in ("400MB", "2GB"):
+        plan = plan_chunks(limit, n=10**9, d=128, k=1000, fit_rows=40_000)
+        room = plan.memory_limit - plan.fixed_bytes
+        groups = -(-10**9 // plan.group_rows)
+        assert groups * 8 * 1001 <= room // 6
+        assert plan.group_rows * 40 <= room // 2
+        assert not plan.store_in_memory
+    with pytest.raises(ValueError, match="memory_limit is too small for n=1000000000000 rows"):
+        plan_chunks("40MB", n=10**12, d=4, k=10_000, fit_rows=10_000)
+
+
+def test_groups_of_chunks_give_the_same_selection(tmp_path, monkeypatch):
+    import coreselect.outofcore as oc
+
+    ref = cs.SensitivitySampler(7, seed=6, chunk_size=100, memory_limit="1GB").fit(X32)
+    real = oc.plan_chunks
+
+    def grouped(*a, **kw):
+        import dataclasses
+
+        return dataclasses.replace(real(*a, **kw), group_chunks=3)
+
+    monkeypatch.setattr(oc, "plan_chunks", grouped)
+    got = cs.SensitivitySampler(7, seed=6, chunk_size=100, memory_limit="1GB").fit(X32)
+    assert got._ooc.chunk_starts.shape[0] - 1 == -(-30 // 3)
+    np.testing.assert_array_equal(got._ooc.chunk_counts.sum(axis=0), ref.cluster_sizes_)
+    losses = LOSS[ref.query_indices_]
+    _same_selection(ref.sample(losses, 400, seed=2), got.sample(losses, 400, seed=2))

@@ -132,6 +132,10 @@ class ChunkPlan:
         they are spilled to a temporary file.
     fixed_bytes : int
         Estimated memory that does not depend on the chunk size (fitting sample, centers).
+    group_chunks : int
+        Read chunks per group: the per-center row counts (``8 (k + 1)`` bytes) are kept per
+        group, and ``sample`` reads back one group at a time; groups grow with n so that
+        the counts stay under a sixth of the room.
     """
 
     memory_limit: int
@@ -139,6 +143,11 @@ class ChunkPlan:
     assign_rows: int
     store_in_memory: bool
     fixed_bytes: int
+    group_chunks: int = 1
+
+    @property
+    def group_rows(self) -> int:
+        return self.chunk_rows * self.group_chunks
 
 
 def plan_chunks(memory_limit, *, n: int, d: int, k: int, itemsize: int = 4,
@@ -183,12 +192,24 @@ def plan_chunks(memory_limit, *, n: int, d: int, k: int, itemsize: int = 4,
     assign_rows = int(min(default_chunk_size(k, d), max(MIN_CHUNK_ROWS, (room // 3) // per_assign)))
     if chunk_size:
         assign_rows = int(min(assign_rows, max(1, int(chunk_size))))
-    chunk_rows = int(max(MIN_CHUNK_ROWS, (room - assign_rows * per_assign) // per_read))
+    chunk_rows = int(max(MIN_CHUNK_ROWS, (room // 3) // per_read))
     chunk_rows = int(max(assign_rows, min(chunk_rows, MAX_CHUNK_ROWS, max(n, 1))))
     if chunk_size:
         chunk_rows = int(max(1, min(chunk_rows, int(chunk_size))))
+    # per-group center counts under room / 6; one group's rows read back under room / 2
+    n_chunks = -(-max(n, 1) // chunk_rows)
+    group = max(1, -(-(n_chunks * 8 * (k + 1)) // max(1, room // 6)))
+    group = min(group, n_chunks)
+    if group > 1 and group * chunk_rows * 40 > room // 2:
+        raise ValueError(
+            f"memory_limit is too small for n={n} rows with k={k} centers: the per-center row "
+            f"counts of the chunks ({8 * (k + 1)} bytes a chunk) and the rows of one group of "
+            f"chunks (40 bytes a row) do not both fit in the {room} bytes left after the fixed "
+            f"{fixed}; got memory_limit={limit}. Raise memory_limit or lower n_clusters."
+        )
     return ChunkPlan(memory_limit=limit, chunk_rows=chunk_rows, assign_rows=assign_rows,
-                     store_in_memory=bool(store_in_memory), fixed_bytes=int(fixed))
+                     store_in_memory=bool(store_in_memory), fixed_bytes=int(fixed),
+                     group_chunks=int(group))
 
 
 # --------------------------------------------------------------------------------------------
@@ -737,8 +758,10 @@ def fit_out_of_core(X, n_clusters: int, *, z: float, rng: np.random.Generator,
     be = get_backend(backend)
     store = _RowStore(n, plan.store_in_memory, spill_dir)
     starts = np.array([s for s, _ in iter_chunks(n, plan.chunk_rows)] + [n], dtype=np.int64)
-    counts = np.zeros((len(starts) - 1, kc), dtype=np.int64)
-    vsum = np.zeros(len(starts) - 1)
+    g = plan.group_chunks
+    groups = np.append(starts[:-1][::g], n).astype(np.int64)  # group boundaries
+    counts = np.zeros((len(groups) - 1, kc), dtype=np.int64)
+    vsum = np.zeros(len(groups) - 1)
     buf = np.empty((min(plan.chunk_rows, n), d), dtype=pool.dtype)
     bar = Progress(n, "assign", enabled=progress)
     read = pool.read if isinstance(pool, ShardedArray) else None
@@ -757,14 +780,14 @@ def fit_out_of_core(X, n_clusters: int, *, z: float, rng: np.random.Generator,
             lab[own] = np.arange(lo, hi)
             v[own] = 0.0
         store.write(start, lab, v)
-        counts[c] = np.bincount(lab, minlength=kc)
-        vsum[c] = float(v.sum())
+        counts[c // g] += np.bincount(lab, minlength=kc)
+        vsum[c // g] += float(v.sum())
         bar.update(stop - start)
     bar.close()
     store.close_writing()
     sizes = counts.sum(axis=0)
     cost = float(vsum.sum())
-    state = OutOfCoreState(pool, plan, store, starts, counts, vsum)
+    state = OutOfCoreState(pool, plan, store, groups, counts, vsum)
     state.query_points = ccoords
     clustering = Clustering(
         center_indices=center_rows, labels=store.labels, distances=store.dist, cost=cost,
