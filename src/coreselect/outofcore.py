@@ -525,20 +525,6 @@ class _RowStore:
             self._fh[0].write(np.ascontiguousarray(labels, dtype=np.int64).tobytes())
             self._fh[1].write(np.ascontiguousarray(dist, dtype=np.float64).tobytes())
 
-    def patch(self, rows: np.ndarray, labels: np.ndarray, dist: np.ndarray) -> None:
-        """Overwrite a few rows (the centers' own labels and zero distances)."""
-        if self.in_memory:
-            self._labels[rows] = labels
-            self._dist[rows] = dist
-            return
-        self.close_writing()
-        for path, vals, dt in ((self._paths[0], labels, np.int64), (self._paths[1], dist,
-                                                                     np.float64)):
-            with open(path, "r+b") as fh:
-                for r, v in zip(rows.tolist(), np.asarray(vals, dtype=dt), strict=True):
-                    fh.seek(int(r) * 8)
-                    fh.write(np.asarray([v], dtype=dt).tobytes())
-
     def close_writing(self) -> None:
         if not self.in_memory and self._fh:
             for fh in self._fh:
