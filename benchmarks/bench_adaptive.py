@@ -121,7 +121,7 @@ def run(X, loss, name, *, k, s, rounds, reps, out):
     deff_hat = np.full((reps, rounds), np.nan)
     deff_pred = np.full((reps, rounds), np.nan)
     verdict_worse = np.zeros(rounds)
-    verdict_caveat = np.zeros(rounds)
+    verdict_calls = np.zeros(rounds)
     lam_auto = np.zeros((reps, rounds))
     lam_hold = np.zeros((reps, rounds))
     ess = np.zeros((reps, rounds))
@@ -143,7 +143,7 @@ def run(X, loss, name, *, k, s, rounds, reps, out):
                 est["auto+diff"][rep, i] = sel.estimate_total(loss, method="difference").value
                 d = sel.diagnostics
                 verdict_worse[i] += d["verdict"].startswith("Likely worse")
-                verdict_caveat[i] += d["verdict"].startswith("Usable")
+                verdict_calls[i] += d["verdict"].startswith("Likely no better")
                 lam_auto[rep, i] = d["lam"]
                 lam_hold[rep, i] = d["lam_holder"] or 0.0
                 ess[rep, i] = d["effective_sample_size"]
@@ -172,9 +172,10 @@ def run(X, loss, name, *, k, s, rounds, reps, out):
         out(f"{i + 1:>5} {calls:>6} {uni:8.4f} " + " ".join(f"{c:>16}" for c in cells))
     out("diagnostics of 'auto' (medians over seeds): true deff = MSE / uniform MSE with s "
         "draws; pred = predicted before labelling (share of runs with a prediction, share "
-        "> 1 = verdict 'likely worse'); post = diagnose_sample's from the sample's losses")
+        "> 1 = verdict 'likely worse'); post = diagnose_sample's from the sample's losses; "
+        "calls = share of verdicts 'likely no better than uniform with the same oracle calls'")
     out(f"{'round':>5} {'lam auto':>9} {'lam hold':>9} {'ESS':>6} {'true':>6} "
-        f"{'pred':>6} {'had':>5} {'>1':>5} {'post':>6} {'>1':>5} {'worse':>6} {'caveat':>6}")
+        f"{'pred':>6} {'had':>5} {'>1':>5} {'post':>6} {'>1':>5} {'worse':>6} {'calls':>6}")
     for i in range(rounds):
         true = np.mean((est["auto"][:, i] - T) ** 2) / (var_u / s)
         col = deff_hat[:, i]
@@ -184,7 +185,7 @@ def run(X, loss, name, *, k, s, rounds, reps, out):
         out(f"{i + 1:>5} {np.median(lam_auto[:, i]):9.3g} {np.median(lam_hold[:, i]):9.3g} "
             f"{np.median(ess[:, i]):6.1f} {true:6.2f} {pmed} {np.mean(had):5.2f} "
             f"{np.mean(pc > 1):5.2f} {np.nanmedian(col):6.2f} {np.mean(col > 1):5.2f} "
-            f"{verdict_worse[i] / reps:6.2f} {verdict_caveat[i] / reps:6.2f}")
+            f"{verdict_worse[i] / reps:6.2f} {verdict_calls[i] / reps:6.2f}")
     return rows
 
 

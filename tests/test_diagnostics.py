@@ -333,3 +333,27 @@ def test_report_on_many_queried_rows_uses_a_subset(monkeypatch):
                  cluster_sizes=np.ones(400), hat_total=float(ql.sum()), cost=400.0)
     keep = np.linspace(0, 399, 50).round().astype(int)
     assert rep["holder"]["n_pairs"] == estimate_holder_constant(Q[keep], ql[keep]).n_pairs
+
+
+@pytest.mark.parametrize("y,verdict", [
+    ([1.0, 2.0, 1.0, 4.0], "Worse than uniform sampling"),
+    ([1.0, 1.0, 1.0, 1.8], "Better than uniform sampling of the same size, but not"),
+    ([2.0, 2.0, 1.0, 1.0], "Better than uniform sampling, also with the same oracle calls"),
+])
+def test_diagnose_sample_hand_cases(y, verdict):
+    # s = 4 i.i.d. draws from n = 8 rows, 2 queried rows: 6 oracle calls in all
+    sel = Selection(indices=[0, 1, 2, 3], weights=[1.0, 1.0, 2.0, 2.0],
+                    probabilities=[0.25, 0.25, 0.125, 0.125], n=8, replace=True,
+                    query_indices=[5, 6], query_losses=[1.0, 1.0], cluster_sizes=[4, 4])
+    y = np.array(y)
+    x = sel.weights * y
+    var_t = 4 / 3 * np.sum((x - x.mean()) ** 2)
+    var_u = 8 * np.sum(sel.weights * y**2) - x.sum() ** 2
+    rep = diagnose_sample(sel, y)
+    assert rep["estimate"] == pytest.approx(x.sum())
+    assert rep["design_effect"] == pytest.approx(4 * var_t / var_u)
+    assert rep["design_effect_equal_calls"] == pytest.approx(6 * var_t / var_u)
+    assert rep["oracle_calls"] == 6
+    assert rep["uniform_stderr"] == pytest.approx(np.sqrt(var_u / 4))
+    assert rep["verdict"].startswith(verdict)
+    assert rep["lam_residual"] is None  # the selection has no lam in params

@@ -362,7 +362,7 @@ def selection_diagnostics(*, p: np.ndarray, indices: np.ndarray, weights: np.nda
                           query_points, query_losses, cluster_sizes, cost: float,
                           hat_total: float, lam: float, lam_rule: str, z: float, size: int,
                           replace: bool, mix: float = 0.0, holder_quantile: float = 0.9,
-                          theorem: str = "Theorem 5") -> dict:
+                          theorem: str = "Theorem 5", n_queries: int | None = None) -> dict:
     """The diagnostics report of a sensitivity sample, before its losses are known.
 
     Parameters
@@ -392,6 +392,8 @@ def selection_diagnostics(*, p: np.ndarray, indices: np.ndarray, weights: np.nda
         Quantile of :func:`estimate_holder_constant`.
     theorem : str, default="Theorem 5"
         Name of the bound (Theorem 6 for a round of the r-round algorithm).
+    n_queries : int, optional
+        Oracle calls spent before sampling (default: the number of queried rows).
 
     Returns
     -------
@@ -415,7 +417,10 @@ def selection_diagnostics(*, p: np.ndarray, indices: np.ndarray, weights: np.nda
         queried losses, weighted by cluster size); ``predicted_design_effect`` and
         ``predicted_design_effect_rows`` (:func:`predicted_design_effect`; above 1 the
         verdict is "likely worse than uniform"; these pair-based figures use at most 4,096
-        evenly spaced queried rows); ``warnings`` (plain sentences) and
+        evenly spaced queried rows); ``predicted_design_effect_equal_calls`` (the same
+        against a uniform sample of ``oracle_calls`` = queries + s rows: above 1 the
+        verdict is "likely no better than uniform sampling with the same oracle calls");
+        ``warnings`` (plain sentences) and
         ``verdict`` (one sentence). Once the sample's losses are known,
         :func:`diagnose_sample` says whether the sample did beat uniform sampling.
 
@@ -436,6 +441,8 @@ def selection_diagnostics(*, p: np.ndarray, indices: np.ndarray, weights: np.nda
     ql = np.asarray(query_losses, dtype=np.float64)
     sizes = np.asarray(cluster_sizes, dtype=np.float64)
     eps = theorem5_epsilon(size)
+    n_queries = int(ql.shape[0]) if n_queries is None else int(n_queries)
+    calls = n_queries + int(size)
 
     uniq, inverse = np.unique(np.asarray(indices), return_inverse=True)
     wsum = np.bincount(inverse, weights=np.asarray(weights, dtype=np.float64),
@@ -480,6 +487,14 @@ def selection_diagnostics(*, p: np.ndarray, indices: np.ndarray, weights: np.nda
             "and check with coreselect.diagnostics.diagnose_sample(selection, losses) once "
             "the sample's losses are known."
         )
+    deff_calls = None if deff is None else deff * calls / size
+    if deff is not None and deff <= 1.0 < deff_calls:
+        warns.append(
+            f"Likely no better than a uniform sample of {calls} rows, the same oracle calls "
+            f"({n_queries} queried + {size} drawn): the predicted variance is {deff:.3g} "
+            f"times a uniform sample's of {size} rows, above {size}/{calls}. Worth it only "
+            "if the queried rows' losses are needed anyway."
+        )
     if holder is not None and holder.n_conflicts:
         warns.append(
             f"{holder.n_conflicts} pair(s) of queried rows have identical embeddings but "
@@ -501,6 +516,9 @@ def selection_diagnostics(*, p: np.ndarray, indices: np.ndarray, weights: np.nda
         warns.append(f"{theorem}'s bound is stated for i.i.d. draws (replace=True).")
     if (holder is not None and holder.n_conflicts) or (deff is not None and deff > 1.0):
         verdict = "Likely worse than uniform sampling: fall back to uniform or use mix > 0."
+    elif deff_calls is not None and deff_calls > 1.0:
+        verdict = ("Likely no better than uniform sampling with the same oracle calls: "
+                   "see warnings.")
     elif warns:
         verdict = "Usable, with the caveats in warnings."
     else:
@@ -530,6 +548,9 @@ def selection_diagnostics(*, p: np.ndarray, indices: np.ndarray, weights: np.nda
         "predicted_design_effect": None if deff is None else _finite_or_none(deff),
         "predicted_design_effect_infinite": bool(deff is not None and not math.isfinite(deff)),
         "predicted_design_effect_rows": int(pred["rows"]),
+        "predicted_design_effect_equal_calls": None if deff_calls is None
+        else _finite_or_none(deff_calls),
+        "oracle_calls": int(calls),
         "warnings": warns,
         "verdict": verdict,
     }
@@ -561,7 +582,8 @@ def diagnose_sample(selection, losses, *, quantile: float = 0.9) -> dict:
     -------
     dict
         ``design_effect`` (None when the uniform variance estimate is not positive),
-        ``estimate``, ``stderr``, ``uniform_stderr`` (estimated stderr of a uniform
+        ``design_effect_equal_calls`` (against a uniform sample of ``oracle_calls`` =
+        queried + drawn rows instead of s), ``estimate``, ``stderr``, ``uniform_stderr`` (estimated stderr of a uniform
         sample of the same size), ``lam_residual``, ``model_violations`` (share of draws
         above ``l_hat + lam v``), ``warnings`` and ``verdict``.
 
@@ -594,6 +616,8 @@ def diagnose_sample(selection, losses, *, quantile: float = 0.9) -> dict:
         fpc = max(0.0, 1.0 - s / n)
         deff = var_t / (fpc * var_u_draw / s) if fpc > 0 else None
     uniform_se = math.sqrt(max(var_u_draw, 0.0) / s) if s else math.nan
+    calls = selection.n_queries + s
+    deff_calls = None if deff is None else deff * calls / s
 
     lam = float(selection.params.get("lam", math.nan))
     lam_res = None
@@ -625,16 +649,28 @@ def diagnose_sample(selection, losses, *, quantile: float = 0.9) -> dict:
             if lam_res is not None else
             f"{100 * viol:.0f}% of the draws have a loss above l_hat + lam v: lam is too small."
         )
+    if deff is not None and deff <= 1.0 < deff_calls:
+        warns.append(
+            f"Better than a uniform sample of {s} rows (variance ratio {deff:.3g}) but not "
+            f"than one of {calls} rows, the same oracle calls ({selection.n_queries} queried "
+            f"+ {s} drawn): worth it only if the queried rows' losses are needed anyway."
+        )
     if s < 20:
         warns.append(f"Only {s} draws: these figures are rough.")
     if deff is None:
         verdict = "No comparison with uniform sampling could be made."
     elif deff > 1.0:
         verdict = "Worse than uniform sampling: fall back to uniform or use mix > 0."
+    elif deff_calls > 1.0:
+        verdict = ("Better than uniform sampling of the same size, but not with the same "
+                   f"oracle calls ({calls}).")
     else:
-        verdict = f"Better than uniform sampling (estimated variance ratio {deff:.3g})."
+        verdict = (f"Better than uniform sampling, also with the same oracle calls "
+                   f"(estimated variance ratio {deff:.3g}, {deff_calls:.3g} at equal calls).")
     return {
         "design_effect": _finite_or_none(deff),
+        "design_effect_equal_calls": None if deff_calls is None else _finite_or_none(deff_calls),
+        "oracle_calls": int(calls),
         "estimate": float(T),
         "stderr": _finite_or_none(est.stderr),
         "uniform_stderr": _finite_or_none(uniform_se),
