@@ -182,7 +182,7 @@ def adaptive_sample(X, oracle: Callable, size: int, *, rounds: int, n_clusters: 
         if seq.ndim != 1 or seq.shape[0] < m or seq.dtype.kind not in "iu":
             raise ValueError(
                 f"order must be 'dz', 'farthest' or a 1-D int array of at least {m} rows; got "
-                f"{'an array of shape ' + str(seq.shape) if seq.ndim != 1 else seq.shape[0]}."
+                f"an array of shape {seq.shape} and dtype {seq.dtype}."
             )
         seq = seq[:m].astype(np.int64)
         if seq.min() < 0 or seq.max() >= n or np.unique(seq).shape[0] != m:
