@@ -329,8 +329,8 @@ def _estimate(y: np.ndarray, w: np.ndarray, p: np.ndarray, replace: bool) -> tup
 
 
 def _interval(value: float, var: float, s: int, confidence: float) -> Estimate:
-    from scipy import stats
+    from scipy.special import stdtrit  # Student t quantile; lighter than scipy.stats
 
     se = float(np.sqrt(var)) if np.isfinite(var) else float("nan")
-    q = float(stats.t.ppf(0.5 + confidence / 2, df=max(s - 1, 1)))
+    q = float(stdtrit(max(s - 1, 1), 0.5 + confidence / 2))
     return Estimate(value, se, value - q * se, value + q * se, confidence)
