@@ -57,6 +57,14 @@ def test_main_writes_tables(tmp_path):
     assert {int(r["size"]) for r in rows} == {20, 40}
     assert (out / "regression.md").read_text().startswith("# Linear regression")
     assert len(list(csv.DictReader(open(out / "regression_runs.csv")))) == 2 * 2 * 5
+    # re-summarising the runs gives the same table
+    again = tmp_path / "again"
+    assert exp.main(["--from-runs", str(out / "regression_runs.csv"), "--no-figure",
+                     "--out", str(again)]) == 0
+    with open(again / "regression.csv") as fh:
+        rows2 = list(csv.DictReader(fh))
+    assert [r["val_mean"] for r in rows2] == [r["val_mean"] for r in rows]
+    assert "| randhie | 20 | 2 |" in (again / "regression.md").read_text()
 
 
 def test_figure(tmp_path):

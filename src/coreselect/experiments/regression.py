@@ -176,7 +176,8 @@ def summarise(rows: list[dict]) -> list[dict]:
                     "size_over_d": rs[0]["size_over_d"], "reps": len(rs),
                     "labels_mean": float(np.mean([r["labels"] for r in rs])),
                     "train_mean": float(tr.mean()), "train_std": float(tr.std()),
-                    "val_mean": float(va.mean()), "val_std": float(va.std())})
+                    "val_mean": float(va.mean()), "val_std": float(va.std()),
+                    "train_median": float(np.median(tr)), "val_median": float(np.median(va))})
     return out
 
 
@@ -200,13 +201,15 @@ def markdown(summary: list[dict], timings: dict[str, dict]) -> str:
             f"{np.mean(t['clustering_s']):.3f} s (mean of {len(t['clustering_s'])} clusterings)"
         )
     lines += ["", "Validation (and training) 1 - R^2, mean +/- one standard deviation over the "
-              "repetitions; `ours/lev` is ours' validation mean over exact leverage's.", ""]
+              "repetitions; `ours/lev` is ours' validation mean over exact leverage's "
+              "(`median`: the same for the medians).", ""]
     methods = [m for m in METHODS + ("ours+centers",)
                if any(r["method"] == m for r in summary)]
     ours_like = [m for m in ("ours", "ours-mix") if m in methods]
     head = ("| data | s | s/d | " + " | ".join(methods) + " | "
-            + " | ".join(f"{m}/lev | {m} < uniform" for m in ours_like) + " |")
-    lines += [head, "|" + "---|" * (len(methods) + 3 + 2 * len(ours_like))]
+            + " | ".join(f"{m}/lev | {m}/lev median | {m} < uniform" for m in ours_like)
+            + " |")
+    lines += [head, "|" + "---|" * (len(methods) + 3 + 3 * len(ours_like))]
     by = {(r["dataset"], r["method"], r["size"]): r for r in summary}
     for name in dict.fromkeys(r["dataset"] for r in summary):
         for s in sorted({r["size"] for r in summary if r["dataset"] == name}):
@@ -220,8 +223,10 @@ def markdown(summary: list[dict], timings: dict[str, dict]) -> str:
             for m in ours_like:
                 ours = by.get((name, m, s))
                 ratio = ours["val_mean"] / lev["val_mean"] if ours and lev else float("nan")
+                med = (ours["val_median"] / lev["val_median"] if ours and lev
+                       and "val_median" in ours else float("nan"))
                 below = "yes" if ours and uni and ours["val_mean"] < uni["val_mean"] else "no"
-                cells += [f"{ratio:.3f}", below]
+                cells += [f"{ratio:.3f}", f"{med:.3f}", below]
             sd = by[(name, methods[0], s)]["size_over_d"]
             lines.append(f"| {name} | {s} | {sd:g} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -251,7 +256,8 @@ def figure(summary: list[dict], path: str) -> bool:
                 mu = np.array([r[f"{key}_mean"] for r in rs])
                 sd = np.array([r[f"{key}_std"] for r in rs])
                 ax.plot(x, mu, marker="o", ms=3, label=m)
-                ax.fill_between(x, mu - sd, mu + sd, alpha=0.2)
+                # one standard deviation; on the log axis the band is cut at mean / 10
+                ax.fill_between(x, np.maximum(mu - sd, mu / 10), mu + sd, alpha=0.2)
             ax.set_title(f"{name}: {title} set")
             ax.set_xlabel("sample size s")
             ax.set_ylabel("1 - R^2")
@@ -299,6 +305,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="results/regression", help="output folder")
     parser.add_argument("--no-figure", action="store_true")
+    parser.add_argument("--from-runs", metavar="CSV",
+                        help="summarise an existing regression_runs.csv instead of running")
     args = parser.parse_args(argv)
     if args.repetitions < 1:
         parser.error("--repetitions must be >= 1")
@@ -314,6 +322,12 @@ def main(argv=None) -> int:
     if not 0 <= args.mix < 1:
         parser.error("--mix must lie in [0, 1)")
     os.makedirs(args.out, exist_ok=True)
+    if args.from_runs:
+        with open(args.from_runs, newline="") as fh:
+            runs = [{key: (val if key in ("dataset", "method") else
+                           int(float(val)) if key in ("rep", "size", "labels") else float(val))
+                     for key, val in r.items()} for r in csv.DictReader(fh)]
+        return _write_outputs(args, summarise(runs), {}, None)
     limiter = None
     if args.blas_threads:
         from threadpoolctl import threadpool_limits
@@ -335,8 +349,12 @@ def main(argv=None) -> int:
     finally:
         if limiter is not None:
             limiter.restore_original_limits()
-    summary = summarise(all_rows)
-    _write_csv(os.path.join(args.out, "regression_runs.csv"), all_rows)
+    return _write_outputs(args, summarise(all_rows), timings, all_rows)
+
+
+def _write_outputs(args, summary, timings, all_rows) -> int:
+    if all_rows is not None:
+        _write_csv(os.path.join(args.out, "regression_runs.csv"), all_rows)
     _write_csv(os.path.join(args.out, "regression.csv"), summary)
     text = markdown(summary, timings)
     with open(os.path.join(args.out, "regression.md"), "w") as fh:
