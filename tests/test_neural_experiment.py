@@ -150,3 +150,10 @@ def test_methods_run_apart_merge_into_one_paired_table(tmp_path, mnist_dir):
     assert sorted(r["method"] for r in rows) == ["grad", "loss", "uniform"]  # duplicates dropped
     md = (tmp_path / "neural_mnist_all.md").read_text()
     assert "gradient-based Alg. 1" in md and "[" in md.split("gradient-based")[1]
+
+
+def test_load_data_normalize(mnist_dir):
+    raw, _ = neural.load_data("mnist", mnist_dir, pool_size=5, test_size=3)
+    std, _ = neural.load_data("mnist", mnist_dir, pool_size=5, test_size=3, normalize=True)
+    assert raw.tensors[0].shape == (5, 1, 28, 28) and float(raw.tensors[0].max()) <= 1.0
+    torch.testing.assert_close(std.tensors[0], (raw.tensors[0] - 0.1307) / 0.3081)

@@ -53,6 +53,8 @@ _LABELS = {
     "loss": "loss-based Alg. 1", "grad": "gradient-based Alg. 1",
 }
 _UNCERTAINTY = ("margin", "least_confidence", "entropy")
+_GRAY_STATS = {"mnist": (0.1307, 0.3081), "fashion-mnist": (0.2860, 0.3530),
+               "generated": (0.0, 1.0)}
 _CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 _CIFAR_STD = (0.2470, 0.2435, 0.2616)
 
@@ -60,7 +62,7 @@ FIELDS = [
     "dataset", "budget", "rep", "seed", "method", "accuracy", "n_train", "n_warm",
     "n_centers", "n_sampled", "oracle_queries", "embedded", "select_time_s", "pool_pass_s",
     "train_time_s", "weighting", "lam", "cluster_frac", "warm_frac", "layer", "threads",
-    "fit_sample_size", "max_iter",
+    "fit_sample_size", "max_iter", "normalize",
 ]
 
 
@@ -76,8 +78,13 @@ def _generated_images(n: int, rng: np.random.Generator, side: int = 28):
     return np.clip(img, 0, 255).astype(np.uint8), labels.astype(np.int64)
 
 
-def load_data(name: str, data_dir=None, *, pool_size=None, test_size=None, seed: int = 0):
-    """Train pool and test set as :class:`~coreselect.integrations.torch.ArrayDataset`."""
+def load_data(name: str, data_dir=None, *, pool_size=None, test_size=None, seed: int = 0,
+              normalize: bool = False):
+    """Train pool and test set as :class:`~coreselect.integrations.torch.ArrayDataset`.
+
+    Pixels are scaled to [0, 1]; CIFAR-10 is always standardised per channel, MNIST and
+    Fashion-MNIST only with ``normalize`` (their usual mean and standard deviation).
+    """
     from ..datasets import images as im
     from ..integrations.torch import ArrayDataset
 
@@ -98,7 +105,7 @@ def load_data(name: str, data_dir=None, *, pool_size=None, test_size=None, seed:
     if name == "cifar10":
         kw = {"mean": _CIFAR_MEAN, "std": _CIFAR_STD}
     else:
-        kw = {}
+        kw = {"mean": _GRAY_STATS[name][0], "std": _GRAY_STATS[name][1]} if normalize else {}
         xtr, xte = xtr[:, None], xte[:, None]  # (n, 1, 28, 28)
     return ArrayDataset(xtr, ytr, **kw), ArrayDataset(xte, yte, **kw)
 
@@ -184,7 +191,7 @@ def run(dataset: str, budgets, reps: int, methods, *, seed: int = 0, data_dir=No
         pool_size=None, test_size=None, epochs: int = 10, batch_size: int = 32,
         lr: float = 1e-3, warm_frac: float = 0.2, cluster_frac: float = 0.2, lam="auto",
         weighting: str = "loss", layer: str = "penultimate", threads: int = 1,
-        fit_sample_size="auto", max_iter: int = 20,
+        fit_sample_size="auto", max_iter: int = 20, normalize: bool = False,
         progress: bool = True, csv_path=None, done=None) -> list[dict]:
     """Run the experiment; returns one dict per (budget, repetition, method).
 
@@ -200,7 +207,7 @@ def run(dataset: str, budgets, reps: int, methods, *, seed: int = 0, data_dir=No
     torch.set_num_threads(threads)
     try:
         train_ds, test_ds = load_data(dataset, data_dir, pool_size=pool_size,
-                                      test_size=test_size, seed=seed)
+                                      test_size=test_size, seed=seed, normalize=normalize)
         n = len(train_ds)
         model_name = "cnn" if dataset == "cifar10" else "mlp"
         rows = []
@@ -266,7 +273,7 @@ def run(dataset: str, budgets, reps: int, methods, *, seed: int = 0, data_dir=No
                     "train_time_s": train_time, "weighting": weighting,
                     "lam": lam, "cluster_frac": cluster_frac, "warm_frac": warm_frac,
                     "layer": layer, "threads": threads, "fit_sample_size": fit_sample_size,
-                    "max_iter": max_iter,
+                    "max_iter": max_iter, "normalize": normalize,
                 }
                 rows.append(row)
                 if csv_path is not None:
@@ -488,6 +495,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fit-sample-size", type=_fit_size, default="auto",
                    help="rows the k''-clustering is fitted on ('auto' or an int)")
     p.add_argument("--max-iter", type=int, default=20, help="clustering improvement steps")
+    p.add_argument("--normalize", action="store_true",
+                   help="standardise MNIST / Fashion-MNIST pixels (CIFAR-10 always is)")
     p.add_argument("--pool-size", type=int, default=None, help="use the first N training rows")
     p.add_argument("--test-size", type=int, default=None, help="use the first N test rows")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
@@ -533,7 +542,7 @@ def main(argv=None) -> int:
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warm_frac=args.warm_frac,
         cluster_frac=args.cluster_frac, lam=args.lam, weighting=args.weighting,
         layer=args.layer, threads=args.threads, fit_sample_size=args.fit_sample_size,
-        max_iter=args.max_iter, progress=not args.quiet, csv_path=csv_path,
+        max_iter=args.max_iter, normalize=args.normalize, progress=not args.quiet, csv_path=csv_path,
         done=done)
     return _report(rows, args, out, stem, t0)
 
