@@ -248,7 +248,7 @@ def main(argv=None) -> int:
         if "20m" not in args.skip:
             fl = _child(["--child-floor", path, str(k), "1" if args.file_floor else "0"])
             ooc = _child(["--child-ooc", path, str(k), str(s), args.memory_limit])
-            print(f"\n[20M] n={n_big:,} memory-mapped, memory_limit={args.memory_limit} "
+            print(f"\n[memmap] n={n_big:,} memory-mapped, memory_limit={args.memory_limit} "
                   f"({ooc['plan']})")
             print(f"floor, compute only (1M rows in RAM, x n/1M):  {fl['floor_mem_s']:8.2f}s")
             line = (f"ours out-of-core (fit {ooc['fit_s']:.1f}s):              "
