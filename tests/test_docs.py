@@ -132,3 +132,13 @@ def test_every_example_is_on_the_tutorials_page():
     scripts = sorted(p.name for p in (ROOT / "examples").glob("*.py"))
     assert scripts, "no examples"
     assert [s for s in scripts if f"examples/{s}" not in text] == []
+
+
+def test_rst_roles_hook():
+    import runpy
+
+    hook = runpy.run_path(str(ROOT / "docs" / "_hooks" / "rst_roles.py"))["on_page_content"]
+    html = ("See :class:<code>~coreselect.Selection</code> and :func:<code>cs.uniform</code>; "
+            "keep a:b:<code>x</code>.")
+    assert hook(html) == ("See <code>Selection</code> and <code>cs.uniform</code>; "
+                          "keep a:b:<code>x</code>.")
