@@ -402,3 +402,16 @@ def check_probabilities(probs: Any, *, name: str = "probs", atol: float = 1e-4) 
                 f"{sums[row]:.6g}. Apply a softmax to logits first."
             )
     return arr
+
+
+def check_memory_limit(memory_limit: Any, *, name: str = "memory_limit") -> int:
+    """``memory_limit`` (bytes) must be a finite number > 0; returned as int."""
+    if isinstance(memory_limit, (bool, np.bool_)) or not isinstance(memory_limit, numbers.Real):
+        raise TypeError(
+            f"{name} must be a number of bytes, a string such as '1.5GB', or None; "
+            f"got {type(memory_limit).__name__} {memory_limit!r}."
+        )
+    value = float(memory_limit)
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive number of bytes; got {memory_limit!r}.")
+    return int(value)

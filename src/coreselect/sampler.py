@@ -58,6 +58,11 @@ class SensitivitySampler:
         Assignment backend; numpy by default.
     progress : bool, default=False
         Progress bars on stderr.
+    memory_limit : int, str or None, default=None
+        Bound on the memory of the fit (bytes, or "1.5GB"). When given, or when ``X`` is a
+        memmap, a ``.npy`` path or a list of shards, the pool is read in chunks sized to it
+        (None: half the available RAM) and never loaded whole; see :mod:`coreselect.outofcore`.
+        A Dask array is fitted on its cluster (:mod:`coreselect.backends.dask`).
 
     Attributes
     ----------
@@ -89,7 +94,7 @@ class SensitivitySampler:
     def __init__(self, n_clusters: int, *, z: float = 2.0, seed=None,
                  fit_sample_size: int | str = "auto", max_iter: int = 20,
                  chunk_size: int | None = None, backend: str | None = None,
-                 progress: bool = False):
+                 progress: bool = False, memory_limit=None):
         self.n_clusters = n_clusters
         self.z = z
         self.seed = seed
@@ -98,9 +103,15 @@ class SensitivitySampler:
         self.chunk_size = chunk_size
         self.backend = backend
         self.progress = progress
+        self.memory_limit = memory_limit
 
     def fit(self, X) -> SensitivitySampler:
         """Cluster ``X`` and set ``query_indices_``, ``labels_``, ``distances_``, ``cost_``."""
+        from .outofcore import fit_sampler_routed
+
+        if fit_sampler_routed(self, X):  # Dask array, memmap, shard list or memory_limit
+            return self
+        self._ooc = None
         X = check_embeddings(X)
         n = X.shape[0]
         check_n_clusters(self.n_clusters, n)
@@ -170,6 +181,11 @@ class SensitivitySampler:
         size = check_size(size, n, replace=replace)
         rng = self._rng if seed is None else check_random_state(seed)
         mix = check_fraction(mix, "mix")
+        if getattr(self, "_ooc", None) is not None:  # fitted out of core or on Dask
+            from .outofcore import sample_out_of_core
+
+            return sample_out_of_core(self, losses, size, lam=lam, replace=replace, rng=rng,
+                                      mix=mix)
         l_hat = losses[self.labels_]
         hat_total = float(np.dot(self.cluster_sizes_.astype(np.float64), losses))
         lam_value, lam_rule = resolve_lam(lam, hat_total, self.cost_)
@@ -205,6 +221,21 @@ class SensitivitySampler:
             params=params, diagnostics=diagnostics,
         )
 
+    def save(self, path, *, X=None) -> str:
+        """Write the fitted state to ``path`` (``.npz`` + JSON, no pickles); see
+        :func:`coreselect.persist.save_sampler`. Give ``X`` to store its full fingerprint."""
+        from .persist import save_sampler
+
+        return save_sampler(self, path, X=X)
+
+    @classmethod
+    def load(cls, path, X=None) -> SensitivitySampler:
+        """Read a sampler written by :meth:`save`; refuses embeddings ``X`` it was not fitted
+        on. ``sample`` then draws what it would have drawn before saving."""
+        from .persist import load_sampler
+
+        return load_sampler(path, X, cls=cls)
+
 
 def sensitivity_sample(X, oracle: Callable, size: int, *, n_clusters: int, z: float = 2.0,
                        lam="auto", replace: bool = True, seed=None,
@@ -221,7 +252,9 @@ def sensitivity_sample(X, oracle: Callable, size: int, *, n_clusters: int, z: fl
     Parameters
     ----------
     X : array-like of shape (n, d)
-        Embeddings (numpy array, memmap, DataFrame).
+        Embeddings (numpy array, memmap, DataFrame); a ``.npy`` path or a list of shard
+        paths (read in chunks, see :mod:`coreselect.outofcore`); a Dask array (fitted on its
+        cluster, see :mod:`coreselect.backends.dask`).
     oracle : callable
         ``oracle(indices: ndarray[int64]) -> losses``, one finite loss >= 0 per row; called
         in batches of ``batch_size``.
@@ -247,7 +280,7 @@ def sensitivity_sample(X, oracle: Callable, size: int, *, n_clusters: int, z: fl
         Defensive mixing with uniform; see :meth:`SensitivitySampler.sample`.
     **fit_params
         Passed to :class:`SensitivitySampler` (``fit_sample_size``, ``max_iter``,
-        ``chunk_size``, ``backend``).
+        ``chunk_size``, ``backend``, ``memory_limit``).
 
     Returns
     -------
@@ -272,7 +305,9 @@ def sensitivity_sample(X, oracle: Callable, size: int, *, n_clusters: int, z: fl
     """
     rng = check_random_state(seed)
     sampler = SensitivitySampler(n_clusters, z=z, seed=rng, progress=progress, **fit_params)
-    X = check_embeddings(X)
+    from .outofcore import routed_input
+
+    X = routed_input(X, fit_params.get("memory_limit"))  # else check_embeddings(X)
     check_size(size, X.shape[0], replace=replace)
     check_lam(lam)
     sampler.fit(X)
