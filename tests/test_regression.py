@@ -200,8 +200,36 @@ def test_weighted_lstsq_hand_case_and_errors():
 )
 def test_bad_labels_get_a_clear_error(answer, exc, match):
     A = np.random.default_rng(0).normal(size=(50, 2))
-    with pytest.raises(exc, match=match):
+    with pytest.raises(cs.OracleError, match=match) as info:
         cs.regression_sample(A, answer, 5, n_clusters=3, seed=0)
+    assert isinstance(info.value.__cause__, exc)
+
+
+def test_labels_cached_on_disk_survive_a_failing_oracle(tmp_path):
+    A = np.random.default_rng(1).normal(size=(200, 3))
+    b = A @ np.array([1.0, -2.0, 0.5]) - 3.0  # negative labels too
+    cache = tmp_path / "labels.csv"
+    calls = []
+
+    def flaky(idx):
+        calls.append(len(idx))
+        if len(calls) == 2:
+            raise RuntimeError("annotator went home")
+        return b[idx]
+
+    with pytest.raises(cs.OracleError, match="annotator went home") as info:
+        cs.regression_sample(A, flaky, 20, n_clusters=8, seed=0, batch_size=4, cache=cache)
+    assert len(info.value.answered) == 4
+    asked = []
+
+    def counting(idx):
+        asked.extend(idx.tolist())
+        return b[idx]
+
+    res = cs.regression_sample(A, counting, 20, n_clusters=8, seed=0, batch_size=4, cache=cache)
+    assert not set(asked) & set(info.value.answered)
+    ref = cs.regression_sample(A, b.__getitem__, 20, n_clusters=8, seed=0)
+    np.testing.assert_allclose(res.coef, ref.coef)
 
 
 def test_negative_labels_are_fine():

@@ -214,12 +214,14 @@ def check_indices(indices: Any, n: int, *, name: str = "indices") -> np.ndarray:
 
 
 def check_losses(losses: Any, indices: np.ndarray, *, name: str = "losses",
-                 source: str = "") -> np.ndarray:
+                 source: str = "", nonnegative: bool = True) -> np.ndarray:
     """Validate loss values for ``indices``: one finite number >= 0 per index.
 
     Errors name the first bad index (the data index, not the position), so that a user can
-    find the faulty answer. ``source`` (e.g. "the oracle") is used in the message.
+    find the faulty answer. ``source`` (e.g. "the oracle") is used in the message. With
+    ``nonnegative=False`` any finite real number is accepted (regression labels).
     """
+    what, whats = ("loss", "losses") if nonnegative else ("label", "labels")
     who = f"{source} returned " if source else ""
     try:
         arr = np.asarray(losses)
@@ -230,39 +232,36 @@ def check_losses(losses: Any, indices: np.ndarray, *, name: str = "losses",
     if arr.ndim != 1:
         raise ValueError(
             f"{name}: {who}an array of shape {arr.shape}; expected shape ({len(indices)},), "
-            "one loss per index."
+            f"one {what} per index."
         )
     if arr.shape[0] != len(indices):
         raise ValueError(
-            f"{name}: {who}{arr.shape[0]} values for {len(indices)} indices; expected one loss "
-            "per index."
+            f"{name}: {who}{arr.shape[0]} values for {len(indices)} indices; expected one "
+            f"{what} per index."
         )
     if arr.dtype == object or arr.dtype.kind not in "biuf":
-        try:
-            arr = arr.astype(np.float64)
-        except (TypeError, ValueError):
-            for pos, value in enumerate(arr):
-                try:
-                    float(value)
-                except (TypeError, ValueError):
-                    raise TypeError(
-                        f"{name}: {who}a non-numeric value {value.item() if hasattr(value, 'item') else value!r} for index "
-                        f"{int(indices[pos])}."
-                    ) from None
-            raise
+        for pos, value in enumerate(arr.reshape(-1)):
+            try:
+                float(value)
+            except (TypeError, ValueError):
+                shown = value.item() if hasattr(value, "item") else value
+                raise TypeError(
+                    f"{name}: {who}a non-numeric value {shown!r} for index {int(indices[pos])}."
+                ) from None
     arr = arr.astype(np.float64)
     bad = np.flatnonzero(~np.isfinite(arr))
     if bad.size:
         raise ValueError(
-            f"{name}: {who}{arr[bad[0]]} for index {int(indices[bad[0]])}; losses must be finite "
-            f"({bad.size} non-finite in all)."
+            f"{name}: {who}{arr[bad[0]]} for index {int(indices[bad[0]])}; {whats} must be "
+            f"finite ({bad.size} non-finite in all)."
         )
-    bad = np.flatnonzero(arr < 0)
-    if bad.size:
-        raise ValueError(
-            f"{name}: {who}{arr[bad[0]]} for index {int(indices[bad[0]])}; losses must be >= 0 "
-            f"({bad.size} negative in all)."
-        )
+    if nonnegative:
+        bad = np.flatnonzero(arr < 0)
+        if bad.size:
+            raise ValueError(
+                f"{name}: {who}{arr[bad[0]]} for index {int(indices[bad[0]])}; losses must be "
+                f">= 0 ({bad.size} negative in all)."
+            )
     return arr
 
 
@@ -270,40 +269,9 @@ def check_labels(labels: Any, indices: np.ndarray, *, name: str = "labels",
                  source: str = "") -> np.ndarray:
     """Validate regression labels for ``indices``: one finite real number per index.
 
-    Unlike :func:`check_losses`, negative values are allowed. Errors name the first bad index.
+    :func:`check_losses` without the sign check; errors name the first bad index.
     """
-    who = f"{source} returned " if source else ""
-    try:
-        arr = np.asarray(labels)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name}: {who}values that are not numbers: {exc}") from exc
-    if arr.ndim == 2 and 1 in arr.shape:
-        arr = arr.reshape(-1)
-    if arr.ndim != 1:
-        raise ValueError(
-            f"{name}: {who}an array of shape {arr.shape}; expected shape ({len(indices)},), "
-            "one label per index."
-        )
-    if arr.shape[0] != len(indices):
-        raise ValueError(
-            f"{name}: {who}{arr.shape[0]} values for {len(indices)} indices; expected one label "
-            "per index."
-        )
-    if arr.dtype == object or arr.dtype.kind not in "biuf":
-        try:
-            arr = arr.astype(np.float64)
-        except (TypeError, ValueError):
-            raise TypeError(
-                f"{name}: {who}non-numeric values (dtype {arr.dtype}); expected real numbers."
-            ) from None
-    arr = arr.astype(np.float64)
-    bad = np.flatnonzero(~np.isfinite(arr))
-    if bad.size:
-        raise ValueError(
-            f"{name}: {who}{arr[bad[0]]} for index {int(indices[bad[0]])}; labels must be finite "
-            f"({bad.size} non-finite in all)."
-        )
-    return arr
+    return check_losses(labels, indices, name=name, source=source, nonnegative=False)
 
 
 def check_fraction(value: Any, name: str, *, low: float = 0.0, high: float = 1.0,

@@ -66,7 +66,8 @@ class LossCache(Mapping):
 
     Opening an existing file reads its answers (a partly written last line, left by a killed
     run, is ignored and rewritten). :meth:`add` appends a batch, then flushes and fsyncs.
-    With ``path=None`` the cache lives in memory only.
+    With ``path=None`` the cache lives in memory only. ``signed=True`` accepts negative
+    values (regression labels).
 
     Examples
     --------
@@ -77,8 +78,9 @@ class LossCache(Mapping):
     {3: 0.5, 7: 1.25}
     """
 
-    def __init__(self, path: str | os.PathLike | None = None):
+    def __init__(self, path: str | os.PathLike | None = None, *, signed: bool = False):
         self.path = None if path is None else os.fspath(path)
+        self.signed = bool(signed)
         self._data: dict[int, float] = {}
         if self.path is not None and os.path.exists(self.path):
             self._read()
@@ -105,10 +107,10 @@ class LossCache(Mapping):
                 raise ValueError(
                     f"{self.path}, line {lineno}: expected 'index,loss'; got {line!r}."
                 ) from None
-            if not np.isfinite(val) or val < 0:
+            if not np.isfinite(val) or (val < 0 and not self.signed):
                 raise ValueError(
-                    f"{self.path}, line {lineno}: loss {val} for index {idx} is not a finite "
-                    "number >= 0."
+                    f"{self.path}, line {lineno}: value {val} for index {idx} is not a finite "
+                    f"number{'' if self.signed else ' >= 0'}."
                 )
             self._data[idx] = val
 
@@ -145,7 +147,7 @@ class LossCache(Mapping):
 
 def ask_oracle(oracle: Callable, indices, *, batch_size: int | None = 1024,
                cache: LossCache | str | os.PathLike | None = None, progress: bool = False,
-               state=None) -> np.ndarray:
+               state=None, signed: bool = False, name: str = "oracle") -> np.ndarray:
     """Ask ``oracle`` for the loss of every row in ``indices``; return them in that order.
 
     Rows already in ``cache`` are not asked again; new answers are checked (length, numeric,
@@ -166,6 +168,10 @@ def ask_oracle(oracle: Callable, indices, *, batch_size: int | None = 1024,
         A progress bar on stderr.
     state : object, optional
         Attached to an :class:`OracleError` (work the caller wants to keep).
+    signed : bool, default=False
+        Accept any finite real answer (regression labels) instead of losses >= 0.
+    name : str, default="oracle"
+        How the oracle is called in messages (e.g. "label_oracle").
 
     Returns
     -------
@@ -180,19 +186,21 @@ def ask_oracle(oracle: Callable, indices, *, batch_size: int | None = 1024,
     [0.4, 0.2]
     """
     if not callable(oracle):
-        raise TypeError(f"oracle must be callable (indices -> losses); got {type(oracle).__name__}.")
+        what = "labels" if signed else "losses"
+        raise TypeError(f"{name} must be callable (indices -> {what}); got "
+                        f"{type(oracle).__name__}.")
     indices = np.asarray(indices, dtype=np.int64).reshape(-1)
     if batch_size is not None:
         batch_size = check_positive_int(batch_size, "batch_size")
     if not isinstance(cache, LossCache):
-        cache = LossCache(cache)
+        cache = LossCache(cache, signed=signed)
     uniq = np.unique(indices)
     todo = np.array([i for i in uniq.tolist() if i not in cache], dtype=np.int64)
     if len(uniq) - len(todo):
         logger.info("oracle: %d of %d answers taken from the cache", len(uniq) - len(todo),
                     len(uniq))
     step = len(todo) if not batch_size else batch_size
-    bar = Progress(len(todo), "oracle", enabled=progress, unit="queries")
+    bar = Progress(len(todo), name, enabled=progress, unit="queries")
     answered: dict[int, float] = {}
     for start in range(0, len(todo), max(1, step)):
         batch = todo[start:start + step]
@@ -200,12 +208,13 @@ def ask_oracle(oracle: Callable, indices, *, batch_size: int | None = 1024,
             raw = oracle(batch.copy())
             if hasattr(raw, "detach"):  # torch tensors
                 raw = raw.detach().cpu().numpy()
-            got = check_losses(raw, batch, name="oracle", source="the oracle")
+            got = check_losses(raw, batch, name=name, source=f"the {name.replace('_', ' ')}",
+                               nonnegative=not signed)
         except Exception as exc:
             missing = np.setdiff1d(todo, np.fromiter(answered, dtype=np.int64, count=len(answered)))
             bar.close()
             raise OracleError(
-                f"the oracle failed on a batch of {len(batch)} indices starting at index "
+                f"the {name.replace('_', ' ')} failed on a batch of {len(batch)} indices starting at index "
                 f"{int(batch[0])} ({type(exc).__name__}: {exc}); {len(answered)} new answers "
                 f"were kept{' in ' + cache.path if cache.path else ''}, {len(missing)} are "
                 "still missing.",

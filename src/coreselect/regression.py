@@ -45,6 +45,7 @@ from ._validation import (
     iter_chunks,
 )
 from .clustering import Clustering, kz_clustering
+from .oracle import LossCache, ask_oracle
 from .selection import Selection
 from .sensitivity import (
     draw_with_replacement,
@@ -187,12 +188,15 @@ def _check_nonneg(value, name: str, *, allow_inf: bool = False) -> float:
 
 
 def ask_labels(label_oracle: Callable, indices, *, batch_size: int | None = 1024,
-               known: dict | None = None) -> np.ndarray:
+               known: LossCache | str | os.PathLike | None = None,
+               progress: bool = False) -> np.ndarray:
     """Ask ``label_oracle`` for the labels of ``indices`` (each distinct row once), in order.
 
-    Labels may be any finite real number (negative ones included), which is why regression
-    does not go through :func:`coreselect.ask_oracle` (whose answers are losses >= 0).
-    ``known`` (a dict index -> label) is consulted first and updated with new answers.
+    :func:`coreselect.ask_oracle` with signed answers (labels may be negative): batches,
+    checks naming the bad index, and ``known`` (a :class:`~coreselect.LossCache`, in memory
+    or on disk, or a path) consulted first and updated batch by batch, so that a label paid
+    for is never asked again nor lost when the oracle fails (:class:`~coreselect.OracleError`
+    carries the answers).
 
     Examples
     --------
@@ -201,25 +205,17 @@ def ask_labels(label_oracle: Callable, indices, *, batch_size: int | None = 1024
     >>> ask_labels(b.__getitem__, [2, 0, 2]).tolist()
     [5.0, -1.0, 5.0]
     """
-    if not callable(label_oracle):
-        raise TypeError(
-            f"label_oracle must be callable (indices -> labels); got {type(label_oracle).__name__}."
-        )
-    if batch_size is not None:
-        batch_size = check_positive_int(batch_size, "batch_size")
-    known = {} if known is None else known
-    indices = np.asarray(indices, dtype=np.int64).reshape(-1)
-    uniq = np.unique(indices)
-    todo = np.array([i for i in uniq.tolist() if i not in known], dtype=np.int64)
-    step = max(1, len(todo) if not batch_size else batch_size)
-    for start in range(0, len(todo), step):
-        batch = todo[start:start + step]
-        raw = label_oracle(batch.copy())
-        if hasattr(raw, "detach"):  # torch tensors
-            raw = raw.detach().cpu().numpy()
-        got = check_labels(raw, batch, name="label_oracle", source="the label oracle")
-        known.update(zip(batch.tolist(), got.tolist(), strict=True))
-    return np.array([known[i] for i in indices.tolist()], dtype=np.float64)
+    if isinstance(known, dict):  # a plain dict is read and updated in place
+        cache = LossCache(signed=True)
+        cache._data.update({int(i): float(v) for i, v in known.items()})
+        out = ask_labels(label_oracle, indices, batch_size=batch_size, known=cache,
+                         progress=progress)
+        known.update(cache)
+        return out
+    if known is not None and not isinstance(known, LossCache):
+        known = LossCache(known, signed=True)
+    return ask_oracle(label_oracle, indices, batch_size=batch_size, cache=known,
+                      progress=progress, signed=True, name="label_oracle")
 
 
 def random_projection(A: np.ndarray, dim: int, *, seed=None,
@@ -384,7 +380,9 @@ def regression_sample(A, label_oracle: Callable, size: int, *, n_clusters: int |
                       zeta: float = float("inf"), ridge: float = 0.0, replace: bool = True,
                       use_centers: bool = True, mix: float = 0.0, clustering="kmedian",
                       projection_dim: int | str | None = "auto", seed=None,
-                      batch_size: int | None = 1024, **fit_params) -> RegressionSelection:
+                      batch_size: int | None = 1024,
+                      cache: LossCache | str | os.PathLike | None = None,
+                      **fit_params) -> RegressionSelection:
     """Select rows of A to label for least squares (Algorithm 2 of the paper) and fit.
 
     Parameters
@@ -431,6 +429,10 @@ def regression_sample(A, label_oracle: Callable, size: int, *, n_clusters: int |
         The same seed gives the same selection.
     batch_size : int or None, default=1024
         Rows per oracle call.
+    cache : LossCache, path or None
+        Keep the labels in a file as they come (signed values): a rerun asks only for the
+        missing ones, and when the label oracle fails, :class:`~coreselect.OracleError`
+        carries the labels received.
     **fit_params
         Passed to :func:`~coreselect.kz_clustering` (``fit_sample_size``, ``max_iter``, ...).
 
@@ -500,7 +502,7 @@ def regression_sample(A, label_oracle: Callable, size: int, *, n_clusters: int |
 
     # 2. labels of the centers, x0 on the centers weighted by cluster size. With zeta = inf
     # and use_centers=False neither p nor the fit depends on them: they are not asked.
-    known: dict[int, float] = {}
+    known = cache if isinstance(cache, LossCache) else LossCache(cache, signed=True)
     need_centers = use_centers or not np.isinf(zeta)
     if need_centers:
         b_c = ask_labels(label_oracle, centers, batch_size=batch_size, known=known)
