@@ -37,7 +37,6 @@ import numpy as np
 
 from ._validation import (
     check_embeddings,
-    check_labels,
     check_n_clusters,
     check_positive_int,
     check_random_state,
