@@ -16,7 +16,7 @@ table with our figures beside it), ``fig2_<dataset>.png`` (accuracy against budg
 standard deviation) and ``fig3_<dataset>.png`` (selection time against budget, including the
 pass of the model over the pool that the method needs: embeddings or outputs).
 
-Defaults (chosen on measurements, see the project's notes for issue 6): pixels standardised
+Defaults (chosen on measurements, see the closing note of issue 6): pixels standardised
 with each set's usual mean and standard deviation (``--no-normalize``: [0, 1] only), and the
 sampled rows trained on without their importance weights (``--weighting loss`` weights them):
 on Fashion-MNIST and MNIST at k = 2,000 the unweighted loss-based selection gained more over
