@@ -25,14 +25,9 @@ from ._validation import (
     check_positive_int,
     check_random_state,
     check_z,
-    iter_chunks,
 )
 from .assign import (
-    _maxabs,
-    _scale_for,
     assign,
-    default_chunk_size,
-    pairwise_sq_dists,
     power_of_distance,
 )
 
@@ -130,26 +125,45 @@ def dz_seeding(X: np.ndarray, n_clusters: int, *, z: float = 2.0, seed=None,
     chosen[0] = first
 
     def dz(rows: np.ndarray) -> np.ndarray:
-        c = x32[rows]
-        sq = pairwise_sq_dists(x32, np.ascontiguousarray(c.T), xnorm[rows]).astype(np.float64)
+        # (m, L) distances^z to the candidate rows, from one small GEMM and the known norms
+        sq = x32 @ x32[rows].T
+        sq *= -2.0
+        sq += xnorm[:, None]
+        sq += xnorm[rows][None, :]
+        np.maximum(sq, 0.0, out=sq)
         sq[rows, np.arange(rows.shape[0])] = 0.0  # exact zero for the row itself
         return power_of_distance(sq, z)
 
-    mind = dz(np.array([first]))[:, 0]
+    mind = dz(np.array([first]))[:, 0].copy()
+    with _one_blas_thread():  # k small GEMMs: thread start-up costs more than it gains
+        chosen = _seeding_loop(dz, mind, chosen, k, L, m, rng, progress)
+    return chosen
+
+
+def _one_blas_thread():
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # scikit-learn brings threadpoolctl; without it, leave BLAS as it is
+        import contextlib
+
+        return contextlib.nullcontext()
+    return threadpool_limits(1, user_api="blas")
+
+
+def _seeding_loop(dz, mind, chosen, k, L, m, rng, progress):
     bar = Progress(k, "seeding", enabled=progress, unit="centers")
     bar.update(1)
     for t in range(1, k):
-        total = mind.sum()
-        if not total > 0:
+        cdf = np.cumsum(mind, dtype=np.float64)
+        if not cdf[-1] > 0:
             # every row coincides with a chosen one: fewer than k distinct rows
             chosen = chosen[:t]
             break
-        cdf = np.cumsum(mind)
         cand = np.searchsorted(cdf, rng.random(L) * cdf[-1], side="right")
         cand = np.unique(np.minimum(cand, m - 1))
         dcand = dz(cand)
         np.minimum(dcand, mind[:, None], out=dcand)
-        best = int(np.argmin(dcand.sum(axis=0)))
+        best = int(np.argmin(dcand.sum(axis=0, dtype=np.float64)))
         chosen[t] = cand[best]
         mind = dcand[:, best].copy()
         bar.update(1)
@@ -199,47 +213,29 @@ def _update_centers(xs: np.ndarray, labels: np.ndarray, dist: np.ndarray, k: int
     return new, empty
 
 
-def _snap(centers: np.ndarray, xs: np.ndarray, chunk_size: int | None) -> np.ndarray:
-    """Distinct rows of ``xs`` nearest to each center (greedy on collisions, closest first).
+def _snap(centers: np.ndarray, xs: np.ndarray, labels: np.ndarray,
+          dist: np.ndarray) -> np.ndarray:
+    """For each center, its member row (under ``labels``) nearest to it: distinct rows.
 
-    Goes through ``xs`` in chunks keeping, per center, the best row so far: memory is one
-    chunk x k block, whatever the number of rows.
+    ``labels``/``dist`` are the assignment of ``xs`` to ``centers``, so this costs no extra
+    distance computation. A center without members (rare) gets the nearest row not yet taken.
+    Returns -1 for a center left without a row (fewer rows than centers).
     """
     k = centers.shape[0]
-    # rescale by a power of two where float32 squares would overflow (exact; argmin unchanged)
-    scale = _scale_for(max(_maxabs(xs), _maxabs(centers)))
-    c32t = np.ascontiguousarray((centers * scale).T, dtype=np.float32)
-    cnorm = np.einsum("ij,ji->i", c32t.T, c32t).astype(np.float32)
-    best = np.full(k, np.inf)
-    pos = np.zeros(k, dtype=np.int64)
-    chunk = int(chunk_size) if chunk_size else default_chunk_size(k, xs.shape[1])
-    for start, stop in iter_chunks(xs.shape[0], chunk):
-        xb = xs[start:stop] if scale == 1.0 else xs[start:stop] * scale
-        block = pairwise_sq_dists(xb, c32t, cnorm)
-        rows = np.argmin(block, axis=0)
-        vals = block[rows, np.arange(k)]
-        better = vals < best
-        best[better] = vals[better]
-        pos[better] = rows[better] + start
-    order = np.argsort(best, kind="stable")
-    seen: set[int] = set()
-    out = np.empty(k, dtype=np.int64)
-    collide = []
-    for j in order:
-        p = int(pos[j])
-        if p in seen:
-            collide.append(j)
-        else:
-            seen.add(p)
-            out[j] = p
-    if collide:
+    out = np.full(k, -1, dtype=np.int64)
+    order = np.lexsort((dist, labels))  # by cluster, then by distance
+    first = np.ones(order.shape[0], dtype=bool)
+    first[1:] = labels[order[1:]] != labels[order[:-1]]
+    heads = order[first]
+    out[labels[heads]] = heads
+    lonely = np.flatnonzero(out < 0)
+    if lonely.size:
         used = np.zeros(xs.shape[0], dtype=bool)
-        used[list(seen)] = True
-        for j in collide:
+        used[heads] = True
+        for j in lonely:
             if used.all():
-                out[j] = -1
-                continue
-            diff = xs - centers[j]
+                break
+            diff = np.asarray(xs, dtype=np.float64) - centers[j]
             dd = np.einsum("ij,ij->i", diff, diff)
             dd[used] = np.inf
             p = int(np.argmin(dd))
@@ -311,14 +307,14 @@ def kz_clustering(X, n_clusters: int, *, z: float = 2.0, seed=None,
     centers = xs[seed_rows[init]].copy()
     k_fit = centers.shape[0]
 
-    best_cost, best_centers, n_iter = np.inf, centers, 0
+    best_cost, best_centers, best_fit, n_iter = np.inf, centers, None, 0
     prev = np.inf
     bar = Progress(max_iter, "fitting", enabled=progress, unit="steps")
     for n_iter in range(1, max_iter + 1):  # noqa: B007 (n_iter is reported after the loop)
         labels, dist = assign_fn(xs, centers, z=z, chunk_size=chunk_size)
         cost = float(dist.sum())
         if cost < best_cost:
-            best_cost, best_centers = cost, centers
+            best_cost, best_centers, best_fit = cost, centers, (labels, dist)
         bar.update(1)
         if cost == 0 or (prev - cost) <= tol * cost:
             break
@@ -330,7 +326,7 @@ def kz_clustering(X, n_clusters: int, *, z: float = 2.0, seed=None,
             centers[np.flatnonzero(empty)] = xs[far]
     bar.close()
 
-    snapped = _snap(best_centers, xs, chunk_size)
+    snapped = _snap(best_centers, xs, *best_fit)
     snapped = snapped[snapped >= 0]
     center_rows = np.unique(rows[snapped])  # sorted, distinct pool rows
     if center_rows.shape[0] < k:
