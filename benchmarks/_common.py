@@ -41,6 +41,18 @@ class Timer:
 
 
 def peak_rss_mb() -> float:
+    """Peak resident memory of this process in MiB.
+
+    VmHWM from /proc (Linux) when there: ru_maxrss can carry over the parent's peak into a
+    process started by fork and exec.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
