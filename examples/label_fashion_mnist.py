@@ -8,7 +8,8 @@ The recipe of section 5.2 of the paper, with the public API:
    under the warm model is what the oracle returns;
 4. draw the rest of the budget by sensitivity sampling, without replacement;
 5. train a fresh model on everything labelled, the drawn rows weighted by their sample
-   weights, and compare with a uniform sample of the same number of labels.
+   weights (and, for comparison, without them), and compare with the warm start plus a
+   uniform sample of the same number of labels, over ``--reps`` seeds.
 
 Run ``python examples/label_fashion_mnist.py`` (about a minute per model on 2 cores), or
 ``--small`` for a quick check. Fashion-MNIST is read from ``/usr/share/datasets/fashion-mnist``
@@ -47,6 +48,7 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--test-size", type=int, default=None)
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--reps", type=int, default=3, help="seeds (warm starts) to average over")
     p.add_argument("--data", default=None, help="folder with the Fashion-MNIST IDX files")
     p.add_argument("--small", action="store_true",
                    help="a quick run: 4,000 pool rows, 300 labels, 3 epochs")
@@ -56,34 +58,22 @@ def parse(argv=None) -> argparse.Namespace:
         args.pool_size = args.pool_size or 4000
         args.test_size = args.test_size or 1000
         args.epochs = min(args.epochs, 3)
+        args.reps = 1
     return args
 
 
-def main(argv=None) -> int:
-    args = parse(argv)
-    rng = np.random.default_rng(args.seed)
-    try:
-        xtr, ytr = load_fashion_mnist(args.data, split="train")
-        xte, yte = load_fashion_mnist(args.data, split="test")
-    except DatasetNotFoundError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    xtr, ytr = xtr[: args.pool_size], ytr[: args.pool_size]
-    xte, yte = xte[: args.test_size], yte[: args.test_size]
-    pool = ArrayDataset(xtr[:, None], ytr)   # (n, 1, 28, 28), scaled to [0, 1]
-    test = ArrayDataset(xte[:, None], yte)
+def one_run(pool, test, args, rng) -> tuple[dict, dict]:
+    """Steps 1 to 5 once; returns the accuracies and a few facts about the selection."""
     n = len(pool)
     k_warm, k_centers = args.budget // 5, args.budget // 5
     s = args.budget - k_warm - k_centers
-    print(f"pool: {n} images, budget: {args.budget} labels "
-          f"({k_warm} warm start + {k_centers} centers + {s} sampled)")
 
     # 1. warm start on a uniform sample
     t0 = time.perf_counter()
     warm = rng.choice(n, size=k_warm, replace=False)
     model = train(make_model("mlp", seed=rng), WeightedSubset(pool, warm),
                   epochs=args.epochs, seed=rng)
-    warm_acc = evaluate(model, test)
+    acc = {"warm start only": evaluate(model, test)}
 
     # 2. embeddings of the pool (one forward pass, no labels needed)
     rest = np.setdiff1d(np.arange(n), warm)
@@ -105,28 +95,63 @@ def main(argv=None) -> int:
     drawn = rest[sel.indices]
     centers = rest[sel.query_indices]
     labelled = np.union1d(np.union1d(warm, centers), drawn)
-    print(f"selection: {sel}; lam = {sel.params.get('lam'):.3g}; "
-          f"labels paid: {labelled.size}, oracle calls: {sum(asked)}; {t_select:.1f} s")
+    info = {"selection": sel, "labels": int(labelled.size), "calls": sum(asked),
+            "seconds": t_select}
 
-    # 5. train a fresh model on what was labelled, with the weights
-    w = sel.weights * (s / sel.weights.sum())          # mean 1 over the drawn rows
+    # 5. train a fresh model on what was labelled: the drawn rows with their weights (mean 1),
+    #    the warm start and the centers with weight 1; or all unweighted; or uniform
+    w = sel.weights * (s / sel.weights.sum())
     extra = np.setdiff1d(np.union1d(warm, centers), drawn)
     idx = np.concatenate([drawn, extra])
     weights = np.concatenate([w, np.ones(extra.size)])
-    results = {}
+    others = np.setdiff1d(np.arange(n), warm)
+    uniform = np.concatenate([warm, rng.choice(others, size=idx.size - warm.size,
+                                               replace=False)])
+    train_seed = int(rng.integers(2**31))
     for name, rows, wts in [
         ("sensitivity, weighted", idx, weights),
         ("sensitivity, unweighted", idx, None),
-        ("uniform", rng.choice(n, size=idx.size, replace=False), None),
+        ("uniform", uniform, None),
     ]:
-        m = train(make_model("mlp", seed=args.seed), WeightedSubset(pool, rows, wts),
-                  epochs=args.epochs, seed=args.seed)
-        results[name] = evaluate(m, test)
+        m = train(make_model("mlp", seed=train_seed), WeightedSubset(pool, rows, wts),
+                  epochs=args.epochs, seed=train_seed)
+        acc[name] = evaluate(m, test)
+    return acc, info
 
-    print(f"\ntest accuracy after the warm start ({k_warm} labels): {warm_acc:.4f}")
-    print(f"{'training set':<26} {'labels':>7} {'test accuracy':>14}")
-    for name, acc in results.items():
-        print(f"{name:<26} {idx.size:>7} {acc:>14.4f}")
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    try:
+        xtr, ytr = load_fashion_mnist(args.data, split="train")
+        xte, yte = load_fashion_mnist(args.data, split="test")
+    except DatasetNotFoundError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    xtr, ytr = xtr[: args.pool_size], ytr[: args.pool_size]
+    xte, yte = xte[: args.test_size], yte[: args.test_size]
+    # pixels scaled to [0, 1], then standardised with the pool's mean and deviation
+    mean, std = float(xtr.mean()) / 255, float(xtr.std()) / 255
+    pool = ArrayDataset(xtr[:, None], ytr, mean=mean, std=std)   # (n, 1, 28, 28)
+    test = ArrayDataset(xte[:, None], yte, mean=mean, std=std)
+    k = args.budget // 5
+    print(f"pool: {len(pool)} images, budget: {args.budget} labels "
+          f"({k} warm start + {k} centers + {args.budget - 2 * k} sampled), {args.reps} seeds")
+
+    runs = []
+    for rep in range(args.reps):
+        acc, info = one_run(pool, test, args, np.random.default_rng([args.seed, rep]))
+        runs.append(acc)
+        print(f"seed {rep}: {info['selection']}; lam = {info['selection'].params.get('lam'):.3g}; "
+              f"labels paid: {info['labels']}, oracle calls: {info['calls']}; "
+              f"{info['seconds']:.1f} s")
+
+    uni = np.array([r["uniform"] for r in runs])
+    print(f"\n{'training set':<26} {'labels':>7} {'test accuracy':>15} {'vs uniform':>11}")
+    for name in runs[0]:
+        a = np.array([r[name] for r in runs])
+        labels = k if name == "warm start only" else info["labels"]
+        print(f"{name:<26} {labels:>7} {a.mean():>8.4f} +/- {a.std():.4f} "
+              f"{100 * (a - uni).mean():>+8.2f} pt")
     return 0
 
 

@@ -51,13 +51,20 @@ def test_label_fashion_mnist(capsys):
     assert "budget: 300 labels (60 warm start + 60 centers + 180 sampled)" in out
     paid = int(re.search(r"labels paid: (\d+)", out).group(1))
     assert 240 <= paid <= 300  # warm + centers + sample, overlaps counted once
+    assert "oracle calls: 60;" in out
     accs = {}
-    for key in ("sensitivity, weighted", "sensitivity, unweighted", "uniform"):
+    for key in ("warm start only", "sensitivity, weighted", "sensitivity, unweighted",
+                "uniform"):
         line = next(ln for ln in out.splitlines() if ln.startswith(key))
-        accs[key] = _numbers(line)[-1]
-        assert int(line.split()[-2]) == paid
+        m = re.search(r"\s(\d+)\s+(\d\.\d+) \+/- (\d\.\d+)\s+([-+]\d+\.\d+) pt", line)
+        assert m, line
+        labels, accs[key] = int(m.group(1)), float(m.group(2))
+        assert labels == (60 if key == "warm start only" else paid), line
+        if key == "uniform":
+            assert float(m.group(4)) == 0.0
     # 10 classes: a model trained on ~300 labels does much better than chance
     assert all(0.35 < a <= 1.0 for a in accs.values()), accs
+    assert accs["sensitivity, weighted"] > accs["warm start only"]
 
 
 def test_estimate_loss(capsys):
