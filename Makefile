@@ -20,7 +20,7 @@ install: $(PY)
 
 install-dev: $(PY)
 	$(PIP) "$(TORCH)"
-	$(PIP) -e ".[dev,plot,parquet,torch,docs,huggingface]"
+	$(PIP) -e ".[all]"
 
 data:
 	@if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null 2>&1 \
