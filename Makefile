@@ -7,7 +7,7 @@ PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
 # The CPU build of PyTorch (on disk on our machines); an unpinned torch pulls a CUDA build.
 TORCH  ?= torch==2.13.0
 
-.PHONY: venv install install-dev demo test test-all bench lint docs clean
+.PHONY: venv install install-dev demo test test-all bench bench-quick lint docs clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,9 @@ test-all: install-dev
 
 bench: install-dev
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) benchmarks/run_all.py
+
+bench-quick: install-dev
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) benchmarks/run_all.py --quick
 
 docs: install-dev
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
