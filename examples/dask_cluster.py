@@ -93,6 +93,8 @@ def main(argv=None) -> int:
             t_dask = time.perf_counter() - t0
 
     same_centers = np.array_equal(np.sort(sel.query_indices), np.sort(ref.query_indices))
+    common = np.intersect1d(sel.query_indices, ref.query_indices).size
+    print(f"centers in common with the in-memory run: {common} of {ref.n_queries}")
     # The probabilities of the drawn rows must be the in-memory ones: recompute them from
     # the in-memory run's clustering (same seed, same centers).
     sampler = cs.SensitivitySampler(args.clusters, seed=args.seed).fit(X)
