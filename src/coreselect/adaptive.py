@@ -32,9 +32,7 @@ from .oracle import LossCache, ask_oracle
 from .prefix import PREFIX_METHODS, IncrementalAssignment, prefix_order
 from .selection import Selection
 from .sensitivity import (
-    draw_with_replacement,
-    draw_without_replacement,
-    inclusion_probabilities,
+    draw_sample,
     resolve_lam,
     sensitivity_probabilities,
 )
@@ -210,15 +208,7 @@ def adaptive_sample(X, oracle: Callable, size: int, *, rounds: int, n_clusters: 
         l_hat = query_losses[inc.labels]
         p = sensitivity_probabilities(l_hat, inc.distances, lam_value, mix)
         del l_hat
-        if replace:
-            idx = draw_with_replacement(p, size, rng)
-            prob = p[idx]
-            weights = 1.0 / (size * prob)
-        else:
-            pi = inclusion_probabilities(p, size)
-            idx = draw_without_replacement(pi, rng)
-            prob = pi[idx]
-            weights = 1.0 / prob
+        idx, prob, weights = draw_sample(p, size, replace, rng)
         diag = selection_diagnostics(
             p=p, indices=idx, weights=weights, query_points=qpoints, query_losses=query_losses,
             cluster_sizes=sizes, cost=cost, hat_total=hat_total, lam=lam_value,

@@ -47,9 +47,7 @@ from .clustering import Clustering, kz_clustering
 from .oracle import LossCache, ask_oracle
 from .selection import Selection
 from .sensitivity import (
-    draw_with_replacement,
-    draw_without_replacement,
-    inclusion_probabilities,
+    draw_sample,
 )
 
 __all__ = [
@@ -549,20 +547,12 @@ def regression_sample(A, label_oracle: Callable, size: int, *, n_clusters: int |
         prob = np.empty(0)
         weights = np.empty(0)
         s_eff = 0
-    elif replace:
-        s_eff = size
-        idx = draw_with_replacement(p, size, rng)
-        prob = p[idx]
-        weights = 1.0 / (size * prob)
     else:
-        s_eff = min(size, npos)
+        s_eff = size if replace else min(size, npos)
         if s_eff < size:
             logger.info("only %d rows have p > 0: drawing %d distinct rows, not %d",
                         npos, s_eff, size)
-        pi = inclusion_probabilities(p, s_eff)
-        idx = draw_without_replacement(pi, rng)
-        prob = pi[idx]
-        weights = 1.0 / prob
+        idx, prob, weights = draw_sample(p, s_eff, replace, rng)
 
     # 5. labels of the sample, weighted least squares
     b_s = ask_labels(label_oracle, idx, batch_size=batch_size, known=known)

@@ -22,9 +22,7 @@ from .clustering import kz_clustering
 from .oracle import LossCache, ask_oracle
 from .selection import Selection
 from .sensitivity import (
-    draw_with_replacement,
-    draw_without_replacement,
-    inclusion_probabilities,
+    draw_sample,
     resolve_lam,
     sensitivity_probabilities,
 )
@@ -191,15 +189,7 @@ class SensitivitySampler:
         lam_value, lam_rule = resolve_lam(lam, hat_total, self.cost_)
         p = sensitivity_probabilities(l_hat, self.distances_, lam_value, mix)
         del l_hat
-        if replace:
-            idx = draw_with_replacement(p, size, rng)
-            prob = p[idx]
-            weights = 1.0 / (size * prob)
-        else:
-            pi = inclusion_probabilities(p, size)
-            idx = draw_without_replacement(pi, rng)
-            prob = pi[idx]
-            weights = 1.0 / prob
+        idx, prob, weights = draw_sample(p, size, replace, rng)
         centers = self.query_indices_[self.labels_[idx]]
         params = {
             "lam": lam_value, "lam_rule": lam_rule, "z": float(self.z),

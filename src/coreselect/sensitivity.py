@@ -27,6 +27,7 @@ __all__ = [
     "draw_with_replacement",
     "inclusion_probabilities",
     "draw_without_replacement",
+    "draw_sample",
 ]
 
 
@@ -135,3 +136,21 @@ def draw_without_replacement(pi: np.ndarray, rng: np.random.Generator) -> np.nda
     pos = np.searchsorted(cum, points, side="right")
     pos = np.minimum(pos, n - 1)
     return np.sort(order[pos]).astype(np.int64)
+
+
+def draw_sample(p: np.ndarray, size: int, replace: bool,
+                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Draw from ``p`` and weight: ``(indices, probabilities, weights)``.
+
+    ``replace=True``: ``size`` i.i.d. draws, per-draw probability ``p``, weight ``1/(size p)``.
+    ``replace=False``: ``size`` distinct rows with inclusion probabilities
+    ``pi = min(1, c p)``, weight ``1/pi`` (Horvitz-Thompson).
+    """
+    if replace:
+        idx = draw_with_replacement(p, size, rng)
+        prob = p[idx]
+        return idx, prob, 1.0 / (size * prob)
+    pi = inclusion_probabilities(p, size)
+    idx = draw_without_replacement(pi, rng)
+    prob = pi[idx]
+    return idx, prob, 1.0 / prob

@@ -29,7 +29,7 @@ from .._validation import (
     iter_chunks,
 )
 from ..selection import Selection
-from ..sensitivity import draw_with_replacement, draw_without_replacement, inclusion_probabilities
+from ..sensitivity import draw_sample
 
 __all__ = ["leverage_scores", "sketched_leverage_scores", "leverage_sample"]
 
@@ -274,15 +274,7 @@ def leverage_sample(A, size: int, *, method: str = "exact", replace: bool = True
     if not total > 0:
         raise ValueError("all leverage scores are 0 (A is zero); nothing to sample.")
     p = h / total
-    if replace:
-        idx = draw_with_replacement(p, size, rng)
-        prob = p[idx]
-        weights = 1.0 / (size * prob)
-    else:
-        pi = inclusion_probabilities(p, size)
-        idx = draw_without_replacement(pi, rng)
-        prob = pi[idx]
-        weights = 1.0 / prob
+    idx, prob, weights = draw_sample(p, size, replace, rng)
     name = "leverage" if method == "exact" else "leverage-sketched"
     return Selection(indices=idx, weights=weights, probabilities=prob, n=n, replace=replace,
                      method=name, params={"method": method, "size": int(size),
