@@ -118,16 +118,20 @@ def check_embeddings(X: Any, *, name: str = "X", check_finite: bool = True) -> n
         arr = arr.astype(np.float64)
     if check_finite and arr.dtype.kind == "f":
         for start, stop in iter_chunks(n, _SCAN_ROWS):
-            block = arr[start:stop]
-            finite = np.isfinite(block)
-            if not finite.all():
-                row, col = np.argwhere(~finite)[0]
-                what = "NaN" if np.isnan(block[row, col]) else "inf"
-                raise ValueError(
-                    f"{name} contains {what} at row {start + int(row)}, column {int(col)}; "
-                    "remove or impute non-finite values first."
-                )
+            _check_finite_block(arr[start:stop], start, name,
+                                "remove or impute non-finite values first.")
     return arr
+
+
+def _check_finite_block(block: np.ndarray, start: int, name: str, hint: str) -> None:
+    """Raise naming the first row and column of ``block`` holding NaN or inf."""
+    finite = np.isfinite(block)
+    if not finite.all():
+        row, col = np.argwhere(~finite)[0]
+        what = "NaN" if np.isnan(block[row, col]) else "inf"
+        raise ValueError(
+            f"{name} contains {what} at row {start + int(row)}, column {int(col)}; {hint}"
+        )
 
 
 def check_positive_int(value: Any, name: str, *, minimum: int = 1, maximum: int | None = None,
@@ -346,14 +350,7 @@ def check_probabilities(probs: Any, *, name: str = "probs", atol: float = 1e-4) 
         arr = arr.astype(np.float64)
     for start, stop in iter_chunks(n, _SCAN_ROWS):
         block = arr[start:stop]
-        finite = np.isfinite(block)
-        if not finite.all():
-            row, col = np.argwhere(~finite)[0]
-            what = "NaN" if np.isnan(block[row, col]) else "inf"
-            raise ValueError(
-                f"{name} contains {what} at row {start + int(row)}, column {int(col)}; "
-                "probabilities must be finite."
-            )
+        _check_finite_block(block, start, name, "probabilities must be finite.")
         bad = (block < -atol) | (block > 1 + atol)
         if bad.any():
             row, col = np.argwhere(bad)[0]
