@@ -151,3 +151,12 @@ def test_same_seed_same_clustering_and_memmap(tmp_path):
     b = kz_clustering(mm, 7, seed=3)
     np.testing.assert_array_equal(a.center_indices, b.center_indices)
     np.testing.assert_array_equal(a.labels, b.labels)
+
+
+def test_float32_and_float64_input_give_the_same_centers():
+    # every path (in memory, out of core, Dask) fits on the same rows; the dtype they arrive
+    # in must not change the centers
+    X = np.random.default_rng(1).normal(size=(50_000, 64)).astype(np.float32)
+    a = kz_clustering(X, 500, seed=0)
+    b = kz_clustering(X.astype(np.float64), 500, seed=0)
+    np.testing.assert_array_equal(a.center_indices, b.center_indices)

@@ -26,6 +26,7 @@ class Progress:
         self.done = 0
         self._start = time.perf_counter()
         self._last = 0.0
+        self._drawn = -1  # the count last drawn
         self._closed = False
 
     def __enter__(self) -> Progress:
@@ -44,6 +45,7 @@ class Progress:
             self._draw(now)
 
     def _draw(self, now: float) -> None:
+        self._drawn = self.done
         elapsed = now - self._start
         frac = self.done / self.total if self.total else 1.0
         width = 24
@@ -61,6 +63,7 @@ class Progress:
             return
         self._closed = True
         if self.enabled:
-            self._draw(time.perf_counter())
+            if self._drawn != self.done:
+                self._draw(time.perf_counter())
             self.stream.write("\n")
             self.stream.flush()

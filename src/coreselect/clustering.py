@@ -298,7 +298,9 @@ def kz_clustering(X, n_clusters: int, *, z: float = 2.0, seed=None,
         rows = np.arange(n)
     else:
         rows = np.sort(rng.choice(n, size=m, replace=False))
-    xs = np.asarray(X[rows])  # float32 rows stay float32
+    # float64 whatever the input, so that every path (in memory, out of core, Dask) that fits
+    # on the same rows finds the same centers
+    xs = np.asarray(X[rows], dtype=np.float64)
     assign_fn = _resolve_assign(backend)
 
     ms = _default_seed_size(m, k)
