@@ -22,22 +22,29 @@ install-dev: $(PY)
 	$(PIP) "$(TORCH)"
 	$(PIP) -e ".[all]"
 
+# Debian packages with real data: Fashion-MNIST (the demo, tutorials) and fortunes (the text
+# tutorial). Only where apt is there and we are root; otherwise the demo uses scikit-learn's
+# digits and the tests that need them skip.
 data:
-	@if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null 2>&1 \
-	    && [ "$$(id -u)" = 0 ]; then \
-	    (apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || \
-	     (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1)) \
-	    || echo "could not install dataset-fashion-mnist; the demo will use scikit-learn's digits"; \
+	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    missing=""; \
+	    [ -d /usr/share/datasets/fashion-mnist ] || missing="$$missing dataset-fashion-mnist"; \
+	    [ -e /usr/share/games/fortunes/fortunes ] || missing="$$missing fortunes"; \
+	    if [ -n "$$missing" ]; then \
+	        (apt-get install -y -qq $$missing >/dev/null 2>&1 || \
+	         (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq $$missing >/dev/null 2>&1)) \
+	        || echo "could not install$$missing; the demo uses scikit-learn's digits instead"; \
+	    fi; \
 	fi
 
 demo: install data
 	$(PIP) "$(TORCH)" && $(PIP) -e ".[torch,plot]"
 	$(PY) experiments/demo.py
 
-test: install-dev
+test: install-dev data
 	$(PY) -m pytest -q
 
-test-all: install-dev
+test-all: install-dev data
 	$(PY) -m pytest -q -m ""
 
 bench: install-dev
