@@ -315,3 +315,14 @@ def test_ask_labels_uses_known_answers():
     out = reg.ask_labels(oracle, [3, 1, 1, 2], batch_size=1, known=known)
     assert out.tolist() == [99.0, -1.0, -1.0, -2.0]
     assert calls == [[1], [2]]
+
+
+def test_result_exposes_the_selection_attributes():
+    A = np.random.default_rng(3).normal(size=(300, 3))
+    b = A @ np.array([1.0, 2.0, -1.0])
+    res = cs.regression_sample(A, b.__getitem__, 30, n_clusters=10, seed=0)
+    for name in ("indices", "weights", "probabilities", "query_indices", "n", "method"):
+        assert getattr(res, name) is getattr(res.selection, name)
+    assert res.estimate_total(np.ones(res.selection.size)).value > 0
+    with pytest.raises(AttributeError):
+        res.no_such_attribute  # noqa: B018

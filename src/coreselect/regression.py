@@ -103,6 +103,8 @@ class RegressionSelection:
     >>> res = regression_sample(A, b.__getitem__, 40, n_clusters=20, seed=0)
     >>> np.allclose(res.coef, [1.0, -2.0, 0.5])
     True
+    >>> res.indices.shape == res.selection.indices.shape   # the Selection's attributes
+    True
     """
 
     selection: Selection
@@ -113,6 +115,14 @@ class RegressionSelection:
     fit_indices: np.ndarray
     fit_weights: np.ndarray
     n_labels: int
+
+    def __getattr__(self, name: str):
+        # the Selection's attributes and methods (indices, weights, probabilities,
+        # query_indices, estimate_total, ...) are reachable directly, as DESIGN.md's
+        # ``sel = cs.regression_sample(...); sel.indices`` promises
+        if name.startswith("__") or name == "selection":
+            raise AttributeError(name)
+        return getattr(self.selection, name)
 
     def predict(self, A) -> np.ndarray:
         """``A @ coef`` for new rows ``A`` of shape (m, d)."""
