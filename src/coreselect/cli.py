@@ -78,65 +78,40 @@ def _progress(args) -> bool:
     return not args.quiet
 
 
+def _number(parse, ok, what: str):
+    """An argparse type: ``parse(text)`` that must satisfy ``ok``; errors say ``what``."""
+
+    def convert(text: str):
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {what}; got {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"must be {what}; got {text!r}")
+        return value
+
+    return convert
+
+
+_positive_int = _number(int, lambda v: v >= 1, "a positive integer")
+_seed = _number(int, lambda v: v >= 0, "a non-negative integer")
+_fraction = _number(float, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
+_z = _number(float, lambda v: bool(np.isfinite(v)) and v >= 1, "a number >= 1")
+_nonneg = _number(float, lambda v: bool(np.isfinite(v)) and v >= 0,
+                  "'auto' or a finite number >= 0")
+
+
 def _lam(text: str):
-    if text == "auto":
-        return "auto"
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be 'auto' or a number >= 0; got {text!r}") from None
-    if not np.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be 'auto' or a finite number >= 0; got {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer; got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer; got {text!r}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number in [0, 1]; got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be a number in [0, 1]; got {text!r}")
-    return value
-
-
-def _mix(args) -> dict:
-    """``mix`` only when asked for, so that samplers without the option keep working."""
-    return {"mix": args.mix} if args.mix else {}
+    return "auto" if text == "auto" else _nonneg(text)
 
 
 def _auto_or_int(text: str):
     return "auto" if text == "auto" else _positive_int(text)
 
 
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer; got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer; got {text!r}")
-    return value
-
-
-def _z(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number >= 1; got {text!r}") from None
-    if not np.isfinite(value) or value < 1:
-        raise argparse.ArgumentTypeError(f"must be a number >= 1; got {text!r}")
-    return value
+def _mix(args) -> dict:
+    """``mix`` only when asked for, so that samplers without the option keep working."""
+    return {"mix": args.mix} if args.mix else {}
 
 
 def _fit_params(args) -> dict:
