@@ -13,8 +13,10 @@ Cases (``--cases``):
   sketch (CountSketch + QR + a Johnson-Lindenstrauss matrix with 8 ln n columns).
 
 "Ours" is ``regression_sample(A, oracle, 1, n_clusters=k, use_centers=False)`` with
-``zeta=inf`` (the paper's setting): the probabilities need no label, so the time is that of
-the clustering, the distances and one draw. Every figure is one wall-clock run; compare the
+``zeta=inf`` (the paper's setting) and the default ``mix="auto"``: the probabilities need no
+label, so the time is that of the clustering, the distances, the center term (leverage scores
+of the k size-weighted centers: a k x k Gram matrix and its Cholesky factor when k <= d, a
+k x d QR otherwise) and one draw. Every figure is one wall-clock run; compare the
 ratios printed on the same line (other processes share this machine: the load average is
 printed with each case).
 
@@ -116,7 +118,8 @@ def square(sizes, with_pam: bool, n_cpu: int = -1):
         figs.append(("leverage-qr", t))
         row(f"n={n} k={k}", figs, base="ours")
         print(f"  ours: projection_dim={res.selection.params['projection_dim']}, "
-              f"k-median cost {res.selection.params['cost']:.4g}")
+              f"k-median cost {res.selection.params['cost']:.4g}, "
+              f"mix {res.selection.params['mix']:.4f}")
         del A
 
 
@@ -141,7 +144,8 @@ def tall(n, d, k):
     figs.append(("leverage-sketch", t))
     row(f"{n}x{d} k={k}", figs, base="ours")
     ratio = hs / h
-    print(f"  ours: projection_dim={res.selection.params['projection_dim']}; cholesky vs qr "
+    print(f"  ours: projection_dim={res.selection.params['projection_dim']}, "
+          f"mix {res.selection.params['mix']:.4f}; cholesky vs qr "
           f"max rel err {np.max(np.abs(hc / h - 1)):.2e}; sketch/exact in "
           f"[{ratio.min():.3f}, {ratio.max():.3f}]")
 

@@ -50,7 +50,7 @@ def test_hand_computed_zeta_one(clustering):
     p = mass / mass.sum()
     cl = hand_clustering() if clustering == "given" else "kmedian"
     res = cs.regression_sample(A1, B1.__getitem__, 500, n_clusters=2, zeta=1.0, clustering=cl,
-                               seed=0)
+                               mix=0, seed=0)
     sel = res.selection
     assert res.coef0 == pytest.approx([x0], rel=1e-12)
     np.testing.assert_allclose(sel.query_losses, v_c, rtol=1e-12)
@@ -70,10 +70,10 @@ def test_hand_computed_zeta_one(clustering):
 
 
 def test_hand_computed_distance_only_paper_setting():
-    # zeta = inf and use_centers=False: p = dist / Phi, the centers' labels are not needed
+    # zeta = inf, use_centers=False, mix=0: p = dist / Phi, the centers' labels are not needed
     oracle = CountingOracle(B1)
     res = cs.regression_sample(A1, oracle, 8, n_clusters=None, clustering=hand_clustering(),
-                               use_centers=False, seed=3)
+                               use_centers=False, mix=0, seed=3)
     p = np.array([1.0, 0.0, 1.0, 1.0, 0.0, 2.0]) / 5.0
     sel = res.selection
     np.testing.assert_allclose(sel.probabilities, p[sel.indices])
@@ -138,15 +138,53 @@ def test_weighted_objective_is_unbiased():
     assert float(np.sum(sel.weights * r2[sel.indices])) == pytest.approx(r2.sum(), rel=0.02)
 
 
-def test_mix_spreads_mass_over_clusters():
+def test_mix_spreads_mass_by_the_leverage_of_the_weighted_centers():
+    # the centers 1 and 11, each weighted by its cluster size 3, form the 2 x 1 matrix
+    # sqrt(3) [1, 11]^T: leverage scores 1/122 and 121/122 (rank r = 1), each spread evenly
+    # over the 3 rows of its cluster
     cl = hand_clustering()
-    res = cs.regression_sample(A1, B1.__getitem__, 2000, n_clusters=None, clustering=cl,
-                               use_centers=False, mix=0.5, seed=0)
     dist = np.array([1.0, 0.0, 1.0, 1.0, 0.0, 2.0])
-    p = 0.5 * dist / 5.0 + 0.5 / (2 * 3)
+    h = np.array([1.0, 121.0]) / 122.0
+    q = h[[0, 0, 0, 1, 1, 1]] / 3.0
+    for mix, expect_mix in ((0.5, 0.5), (0.25, 0.25), ("auto", 1.0 / 2.0)):
+        res = cs.regression_sample(A1, B1.__getitem__, 2000, n_clusters=None, clustering=cl,
+                                   use_centers=False, mix=mix, seed=0)
+        p = (1 - expect_mix) * dist / 5.0 + expect_mix * q
+        sel = res.selection
+        np.testing.assert_allclose(sel.probabilities, p[sel.indices], rtol=1e-12)
+        assert sel.params["mix"] == pytest.approx(expect_mix)
+        assert sel.params["mix_rule"] == ("auto" if mix == "auto" else "given")
+        assert sel.diagnostics["center_leverage_rank"] == pytest.approx(1.0)
+        assert np.all(p > 0) and 4 in set(sel.indices.tolist())  # rows at their center too
+
+
+def test_auto_mix_is_the_classical_kmedian_bound_when_k_le_d():
+    # with an intercept column the 2 weighted centers have full row rank: every h_c = 1,
+    # so p_i ~ dist_i / Phi + 1 / |C_i| (Feldman and Langberg), i.e. mix = 2 / 3
+    A = np.c_[A1, np.ones(6)]
+    cl = hand_clustering()
+    dist = np.array([1.0, 0.0, 1.0, 1.0, 0.0, 2.0])
+    res = cs.regression_sample(A, B1.__getitem__, 1000, n_clusters=None, clustering=cl,
+                               use_centers=False, seed=1)
+    p = (dist / 5.0 + 1.0 / 3.0) / 3.0
+    np.testing.assert_allclose(res.selection.probabilities, p[res.selection.indices])
+    assert res.selection.params["mix"] == pytest.approx(2.0 / 3.0)
+
+
+def test_auto_mix_with_centers_labelled_excludes_the_centers():
+    # use_centers=True: the centers are known, the center term is spread over the other rows
+    A = np.c_[A1, np.ones(6)]
+    cl = hand_clustering()
+    dist = np.array([1.0, 0.0, 1.0, 1.0, 0.0, 2.0])
+    res = cs.regression_sample(A, B1.__getitem__, 1000, n_clusters=None, clustering=cl,
+                               seed=2)
+    share = np.array([0.5, 0.0, 0.5, 0.5, 0.0, 0.5])  # h_c / (rows left in the cluster)
+    p = (dist / 5.0 + share) / 3.0
     sel = res.selection
     np.testing.assert_allclose(sel.probabilities, p[sel.indices])
-    assert {1, 4} <= set(sel.indices.tolist())  # rows at their center can now be drawn
+    assert not {1, 4} & set(sel.indices.tolist())
+    # each center enters the fit with weight 1 (no row of its cluster has p = 0)
+    np.testing.assert_allclose(res.fit_weights[np.searchsorted(res.fit_indices, [1, 4])], 1.0)
 
 
 def test_same_seed_same_selection_and_ridge():
@@ -167,7 +205,7 @@ def test_wide_rows_are_clustered_in_a_projection_with_exact_distances():
     A = rng.normal(size=(150, 300))
     b = rng.normal(size=150)
     res = cs.regression_sample(A, b.__getitem__, 30, n_clusters=10, use_centers=False,
-                               seed=0)
+                               mix=0, seed=0)
     sel = res.selection
     assert sel.params["projection_dim"] == 128
     dist = np.linalg.norm(A[sel.indices] - A[sel.centers], axis=1)
@@ -244,7 +282,7 @@ def test_negative_labels_are_fine():
     [
         ({"zeta": -1.0}, ValueError, "zeta must be"),
         ({"zeta": "big"}, TypeError, "zeta must be"),
-        ({"mix": 1.0}, ValueError, r"mix must be a real number in \[0, 1\)"),
+        ({"mix": 1.0}, ValueError, r"mix must be 'auto' or a real number in \[0, 1\)"),
         ({"ridge": float("nan")}, ValueError, "ridge must be"),
         ({"clustering": "kmeans"}, ValueError, "clustering must be"),
         ({"n_clusters": 0}, ValueError, "n_clusters must be"),
@@ -326,3 +364,42 @@ def test_result_exposes_the_selection_attributes():
     assert res.estimate_total(np.ones(res.selection.size)).value > 0
     with pytest.raises(AttributeError):
         res.no_such_attribute  # noqa: B018
+
+
+def test_center_term_uses_leverage_when_the_centers_are_dependent():
+    # k = 3 <= d = 3 but the third center is the sum of the first two: rank 2, so the
+    # center term must come from the leverage scores (which sum to 2), not the shortcut
+    A = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [1.0, 1.0, 0.0],
+                  [1.1, 0.0, 0.0], [0.0, 1.1, 0.0], [1.1, 1.0, 0.0]])
+    centers = np.array([0, 1, 2])
+    labels = np.array([0, 1, 2, 0, 1, 2])
+    sizes = np.array([2, 2, 2])
+    q, r = reg._center_term(A, centers, labels, sizes, np.ones(6, dtype=bool))
+    h = cs.baselines.leverage_scores(A[centers] * np.sqrt(2.0))
+    assert r == pytest.approx(2.0)
+    np.testing.assert_allclose(q, h[labels] / (2 * 2.0))
+    assert q.sum() == pytest.approx(1.0)
+    # independent centers (k <= d): every h_c = 1, mass 1/k per cluster
+    B = A + np.array([0.0, 0.0, 1.0]) * np.arange(6)[:, None]
+    q, r = reg._center_term(B, centers, labels, sizes, np.ones(6, dtype=bool))
+    assert r == pytest.approx(3.0)
+    np.testing.assert_allclose(q, 1.0 / 6.0)
+
+
+def test_default_reaches_rows_that_duplicate_their_center():
+    # many repeated rows (as in survey tables): with mix=0 and zeta=inf the rows equal to
+    # their center can never be drawn, so the label-free fit misses them; the default can
+    rng = np.random.default_rng(8)
+    base = rng.normal(size=(15, 3))
+    A = np.r_[np.repeat(base, 20, axis=0), rng.normal(size=(60, 3))]
+    b = A @ [1.0, -2.0, 0.5] + rng.normal(size=A.shape[0])
+    x = np.array([0.3, -1.0, 1.0])
+    r2 = (A @ x - b) ** 2
+    paper = cs.regression_sample(A, b.__getitem__, 200_000, n_clusters=30, use_centers=False,
+                                 mix=0, seed=0)
+    default = cs.regression_sample(A, b.__getitem__, 200_000, n_clusters=30,
+                                   use_centers=False, seed=0)
+    assert paper.selection.diagnostics["rows_with_positive_p"] < A.shape[0] // 2
+    assert default.selection.diagnostics["rows_with_positive_p"] == A.shape[0]
+    est = float(np.sum(default.selection.weights * r2[default.selection.indices]))
+    assert est == pytest.approx(r2.sum(), rel=0.02)

@@ -30,17 +30,30 @@ def test_run_on_synthetic_data():
                       clusterings=1, max_iter=3)
     summary = exp.summarise(rows)
     methods = {r["method"] for r in summary}
-    assert methods == {"ours", "ours-mix", "ours+centers", "uniform", "leverage",
+    assert methods == {"ours", "ours-paper", "ours+centers", "uniform", "leverage",
                        "leverage-sketched"}
     assert len(t["clustering_s"]) == 1 and t["k"] == 48
     for r in summary:
         assert r["reps"] == 2 and r["val_mean"] < 0.2  # an easy, almost noise-free problem
-        if r["method"] in ("ours", "ours-mix", "uniform"):
+        if r["method"] in ("ours", "ours-paper", "uniform"):
             assert r["labels_mean"] <= r["size"]
         if r["method"] == "ours+centers":
             assert r["labels_mean"] > 48
-    text = exp.markdown(summary, {"synthetic": t})
+    text = exp.markdown(summary, {"synthetic": t}, rows)
     assert "| synthetic | 16 | 4 |" in text and "ours/lev" in text
+    # the targets table carries a bootstrap interval for every size
+    assert text.count(" [") >= 2 * 2
+
+
+def test_ratio_intervals_pair_the_repetitions():
+    runs = [{"dataset": "d", "method": m, "size": 10, "rep": i, "val_1mR2": v}
+            for i in range(6) for m, v in (("ours", 2.0 + i), ("leverage", 1.0 + i / 2))]
+    lo, hi = exp.ratio_intervals(runs, "ours")[("d", 10)]
+    assert lo == pytest.approx(2.0) and hi == pytest.approx(2.0)  # ours = 2 x lev in every rep
+    noisy = [dict(r, val_1mR2=r["val_1mR2"] * (1 + 0.5 * (r["rep"] % 2)))
+             if r["method"] == "ours" else r for r in runs]
+    lo, hi = exp.ratio_intervals(noisy, "ours")[("d", 10)]
+    assert lo < 2.5 < hi
 
 
 def test_main_writes_tables(tmp_path):
@@ -52,7 +65,7 @@ def test_main_writes_tables(tmp_path):
     assert code == 0
     with open(out / "regression.csv") as fh:
         rows = list(csv.DictReader(fh))
-    assert {r["method"] for r in rows} == {"ours", "ours-mix", "uniform", "leverage",
+    assert {r["method"] for r in rows} == {"ours", "ours-paper", "uniform", "leverage",
                                            "leverage-sketched"}
     assert {int(r["size"]) for r in rows} == {20, 40}
     assert (out / "regression.md").read_text().startswith("# Linear regression")
@@ -81,5 +94,9 @@ def test_main_errors(tmp_path):
         exp.main(["--repetitions", "0"])
     with pytest.raises(SystemExit):
         exp.main(["--multiples", "a,b"])
+    with pytest.raises(SystemExit):
+        exp.main(["--mix", "1.5"])
+    with pytest.raises(SystemExit):
+        exp.main(["--mix", "some"])
     with pytest.raises(SystemExit, match="needs --gas-sensor"):
         exp.main(["--datasets", "gas_sensor", "--out", str(tmp_path)])

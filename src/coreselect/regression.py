@@ -18,6 +18,22 @@ weight. The weighted objective then is an unbiased estimate of ``||Ax - b||^2`` 
 assumption, and with ``k = n`` it is exactly the full objective. ``use_centers=False`` fits on
 the sample alone, as written in the paper.
 
+``mix`` (``"auto"`` by default) adds the label-free sensitivity of the compressed problem. The
+k centers, each weighted by its cluster size, form a small regression problem standing for
+the whole; the largest share of that problem's loss that center c can carry, over all
+coefficient vectors, is its leverage score ``h_c`` in the matrix of weighted centers
+``sqrt(|C_c|) a_c``. Spread uniformly over its cluster, this gives every row the term
+``h_c / |C_c|`` (the scores sum to ``r = rank``). The sampling probability is the mixture
+``p = (1 - mix) p_alg2 + mix q`` with ``q_i = h_c / (|C_c| r)``; ``"auto"`` adds the two
+sensitivity bounds as they stand, ``p_i ~ p_alg2_i + h_c / |C_c|``, i.e. ``mix = r / (1 + r)``
+(the same sum as the classical k-median bound ``dist_i / Phi + 1 / |C_i|`` of Feldman and
+Langberg, 2011, to which it reduces when ``k <= d``, since then every ``h_c = 1``). Rows that
+coincide with their center can then be drawn, and every weight is bounded. ``mix=0`` is
+Algorithm 2 exactly as in the paper. On the regression tables of ``coreselect reproduce
+regression`` (diamonds, randhie, CPS1988, k = 10% of the rows, zeta = inf, no center labels)
+``"auto"`` brought the validation error to within a few percent of exact leverage-score
+sampling from s = 4d on, where ``mix=0`` was 5-30% worse (see docs/results.md).
+
 For wide matrices (d > 256 by default) the clustering is computed on a Gaussian random
 projection of the rows to 128 dimensions (a Johnson-Lindenstrauss map preserves the cost of
 every k-median clustering up to a constant factor, Makarychev, Makarychev and Razenshteyn,
@@ -382,10 +398,58 @@ def _kmedian(A: np.ndarray, k: int, rng: np.random.Generator, projection_dim,
                       fit_sample_size=cl.fit_sample_size, n_iter=cl.n_iter), dim
 
 
+def _full_row_rank(C: np.ndarray) -> bool:
+    """True when the k <= d rows of C are clearly independent: a Cholesky factor of the k x k
+    Gram matrix with ``min R_jj >= 1e-5 max R_jj`` (``O(k^2 d)``, far less than a QR of C)."""
+    from scipy import linalg
+
+    norms = np.linalg.norm(C, axis=1)
+    if np.any(norms == 0):
+        return False
+    Cn = C / norms[:, None]
+    try:
+        R = linalg.cholesky(Cn @ Cn.T, lower=False, check_finite=False)
+    except linalg.LinAlgError:
+        return False
+    diag = np.abs(np.diag(R))
+    return bool(diag.min() >= 1e-5 * diag.max())
+
+
+def _center_term(A, centers: np.ndarray, labels: np.ndarray, sizes: np.ndarray,
+                 eligible: np.ndarray) -> tuple[np.ndarray, float]:
+    """The compressed problem's sensitivity, spread over the clusters: ``(q, r)``.
+
+    ``h_c``: leverage scores of the centers' rows weighted by ``sqrt(|C_c|)`` (the regression
+    problem the weighted centers form); cluster c's mass ``h_c / r`` (``r = sum h_c`` over
+    the clusters with an eligible row) is shared evenly by its eligible rows. ``q`` sums to 1
+    over the eligible rows (or is all 0 when none is eligible). ``O(k d min(k, d))``.
+    """
+    from .baselines.leverage import leverage_scores
+
+    C = np.asarray(A[centers], dtype=np.float64) * np.sqrt(sizes.astype(np.float64))[:, None]
+    if C.shape[0] == 0 or not np.any(C):
+        h = np.ones(centers.shape[0])
+    elif C.shape[0] <= C.shape[1] and _full_row_rank(C):
+        h = np.ones(C.shape[0])  # k <= d independent rows: each is its own direction
+    else:
+        h = leverage_scores(C)
+    m = np.bincount(labels[eligible], minlength=centers.shape[0]).astype(np.float64)
+    h = np.where(m > 0, h, 0.0)
+    if not np.any(h > 0):  # e.g. every center row is zero: spread evenly over the clusters
+        h = (m > 0).astype(np.float64)
+    r = float(h.sum())
+    q = np.zeros(A.shape[0])
+    if r > 0:
+        share = np.divide(h, m * r, out=np.zeros_like(h), where=m > 0)
+        q[eligible] = share[labels[eligible]]
+    return q, r
+
+
 # ------------------------------------------------------------------- Algorithm 2
 def regression_sample(A, label_oracle: Callable, size: int, *, n_clusters: int | None,
                       zeta: float = float("inf"), ridge: float = 0.0, replace: bool = True,
-                      use_centers: bool = True, mix: float = 0.0, clustering="kmedian",
+                      use_centers: bool = True, mix: float | str = "auto",
+                      clustering="kmedian",
                       projection_dim: int | str | None = "auto", seed=None,
                       batch_size: int | None = 1024,
                       cache: LossCache | str | os.PathLike | None = None,
@@ -417,13 +481,17 @@ def regression_sample(A, label_oracle: Callable, size: int, *, n_clusters: int |
         Add each center to the final fit, weighted by the number of rows of its cluster that
         have ``p = 0`` (rows equal to the center); False fits on the sample only, as the
         paper does (with ``zeta=inf`` the centers' labels are then not asked at all).
-    mix : float, default=0.0
-        Share of the sampling mass spread evenly over the clusters (``mix / k`` each,
-        uniform within a cluster): ``p = (1 - mix) p_alg2 + mix q``. 0 is Algorithm 2 as in
-        the paper; 0.5 mixes in the classical k-median sensitivity term ``1 / |C_i|``
-        (Feldman and Langberg 2011; Bachem et al. 2018's lightweight coresets use the same
-        half-and-half mixture), which bounds every weight by ``k |C_i| / (mix s)`` and
-        reaches rows that coincide with their center.
+    mix : float in [0, 1) or "auto", default="auto"
+        Share of the sampling mass given to the compressed problem's sensitivity: each
+        cluster gets mass in proportion to the leverage score ``h_c`` of its center in the
+        matrix of centers weighted by ``sqrt(|C_c|)``, spread uniformly over its rows:
+        ``p = (1 - mix) p_alg2 + mix q``, ``q_i = h_c / (|C_c| sum_c h_c)``. ``"auto"``:
+        ``mix = r / (1 + r)`` with ``r = sum_c h_c`` (the rank of the weighted centers), i.e.
+        ``p_i`` proportional to ``p_alg2_i + h_c / |C_c|``, the sum of the two sensitivity
+        bounds. 0 is Algorithm 2 exactly as in the paper. When ``k <= d`` every ``h_c`` is 1
+        and ``q`` spreads the mass evenly over the clusters (the classical k-median term
+        ``1 / |C_i|``, Feldman and Langberg 2011). Any ``mix > 0`` bounds every weight by
+        ``|C_c| r / (mix h_c s)`` and reaches rows that coincide with their center.
     clustering : "kmedian", "kmedoids" or Clustering, default="kmedian"
         "kmedian": our (k, z)-clustering with z = 1 (linear memory). "kmedoids": FasterPAM
         (``pip install coreselect[kmedoids]``; needs the n x n distance matrix in memory).
@@ -465,9 +533,15 @@ def regression_sample(A, label_oracle: Callable, size: int, *, n_clusters: int |
     size = check_size(size, n, replace=replace)
     zeta = _check_nonneg(zeta, "zeta", allow_inf=True)
     ridge = _check_nonneg(ridge, "ridge")
-    mix = _check_nonneg(mix, "mix")
-    if mix >= 1:
-        raise ValueError(f"mix must be a real number in [0, 1); got {mix}.")
+    mix_rule = "given"
+    if isinstance(mix, str):
+        if mix != "auto":
+            raise ValueError(f"mix must be 'auto' or a real number in [0, 1); got {mix!r}.")
+        mix_rule = "auto"
+    else:
+        mix = _check_nonneg(mix, "mix")
+        if mix >= 1:
+            raise ValueError(f"mix must be 'auto' or a real number in [0, 1); got {mix}.")
     if not callable(label_oracle):
         raise TypeError(
             f"label_oracle must be callable (indices -> labels); got {type(label_oracle).__name__}."
@@ -531,15 +605,17 @@ def regression_sample(A, label_oracle: Callable, size: int, *, n_clusters: int |
     total = float(mass.sum())
     if not np.isfinite(total):
         raise ValueError("the sampling mass is not finite; are the rows or labels huge?")
-    if mix > 0:
-        # share `mix` of the mass spread evenly over the clusters, uniformly within each
+    center_rank = None
+    if mix_rule == "auto" or mix > 0:
         elig = np.ones(n, dtype=bool)
         if use_centers:
             elig[centers] = False
-        m_j = np.bincount(labels[elig], minlength=k)
-        q = np.zeros(n)
-        if elig.any():
-            q[elig] = 1.0 / (np.count_nonzero(m_j) * m_j[labels[elig]])
+        q, center_rank = _center_term(A, centers, labels, sizes, elig)
+        if center_rank <= 0:  # no row left to spread the mass over (every row is a center)
+            mix = 0.0
+        elif mix_rule == "auto":
+            mix = center_rank / (1.0 + center_rank)
+    if mix > 0:
         p = q if total <= 0 else (1.0 - mix) * (mass / total) + mix * q
     elif total > 0:
         p = mass / total
@@ -583,9 +659,11 @@ def regression_sample(A, label_oracle: Callable, size: int, *, n_clusters: int |
     params = {
         "zeta": zeta, "ridge": ridge, "n_clusters": int(k), "clustering": method,
         "projection_dim": dim, "cost": float(dist.sum()), "size": int(s_eff),
-        "use_centers": bool(use_centers), "mix": mix, "z": 1.0,
+        "use_centers": bool(use_centers), "mix": float(mix), "mix_rule": mix_rule,
+        "z": 1.0,
     }
     diagnostics = {"n_labels": len(known), "rows_with_positive_p": npos,
+                   "center_leverage_rank": center_rank,
                    "center_residual_total": float(np.dot(sizes, v_c))}
     sel = Selection(indices=idx, weights=weights, probabilities=prob, n=n,
                     centers=centers[labels[idx]], query_indices=centers,

