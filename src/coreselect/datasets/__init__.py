@@ -18,6 +18,7 @@ _NAMES = {
     "DatasetNotFoundError": ".images",
     "load_diamonds": ".regression",
     "load_randhie": ".regression",
+    "load_cps1988": ".regression",
     "load_gas_sensor": ".regression",
 }
 
