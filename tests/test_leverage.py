@@ -39,7 +39,19 @@ def test_methods_agree_and_match_the_definition():
 
 def test_wide_matrix_all_ones():
     A = np.random.default_rng(0).normal(size=(5, 20))
-    np.testing.assert_allclose(leverage_scores(A), np.ones(5))
+    for method in ("qr", "cholesky", "svd"):
+        np.testing.assert_allclose(leverage_scores(A, method=method), np.ones(5))
+
+
+def test_wide_matrix_with_dependent_rows_is_not_all_ones():
+    # n <= d, but row 3 = row 0 + row 1 and row 4 is 0: rank 3, the shortcut must not apply
+    A = np.random.default_rng(1).normal(size=(5, 20))
+    A[3] = A[0] + A[1]
+    A[4] = 0.0
+    h = leverage_scores(A)
+    assert h.sum() == pytest.approx(3.0)
+    np.testing.assert_allclose(h, leverage_scores(A, method="svd"), atol=1e-10)
+    assert h[2] == pytest.approx(1.0) and h[4] == 0.0
 
 
 @pytest.mark.parametrize("seed", range(8))

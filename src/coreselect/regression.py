@@ -398,23 +398,6 @@ def _kmedian(A: np.ndarray, k: int, rng: np.random.Generator, projection_dim,
                       fit_sample_size=cl.fit_sample_size, n_iter=cl.n_iter), dim
 
 
-def _full_row_rank(C: np.ndarray) -> bool:
-    """True when the k <= d rows of C are clearly independent: a Cholesky factor of the k x k
-    Gram matrix with ``min R_jj >= 1e-5 max R_jj`` (``O(k^2 d)``, far less than a QR of C)."""
-    from scipy import linalg
-
-    norms = np.linalg.norm(C, axis=1)
-    if np.any(norms == 0):
-        return False
-    Cn = C / norms[:, None]
-    try:
-        R = linalg.cholesky(Cn @ Cn.T, lower=False, check_finite=False)
-    except linalg.LinAlgError:
-        return False
-    diag = np.abs(np.diag(R))
-    return bool(diag.min() >= 1e-5 * diag.max())
-
-
 def _center_term(A, centers: np.ndarray, labels: np.ndarray, sizes: np.ndarray,
                  eligible: np.ndarray) -> tuple[np.ndarray, float]:
     """The compressed problem's sensitivity, spread over the clusters: ``(q, r)``.
@@ -422,17 +405,13 @@ def _center_term(A, centers: np.ndarray, labels: np.ndarray, sizes: np.ndarray,
     ``h_c``: leverage scores of the centers' rows weighted by ``sqrt(|C_c|)`` (the regression
     problem the weighted centers form); cluster c's mass ``h_c / r`` (``r = sum h_c`` over
     the clusters with an eligible row) is shared evenly by its eligible rows. ``q`` sums to 1
-    over the eligible rows (or is all 0 when none is eligible). ``O(k d min(k, d))``.
+    over the eligible rows (or is all 0 when none is eligible). ``O(k d min(k, d))``; when
+    every center row is 0 the mass is spread evenly over the clusters.
     """
     from .baselines.leverage import leverage_scores
 
     C = np.asarray(A[centers], dtype=np.float64) * np.sqrt(sizes.astype(np.float64))[:, None]
-    if C.shape[0] == 0 or not np.any(C):
-        h = np.ones(centers.shape[0])
-    elif C.shape[0] <= C.shape[1] and _full_row_rank(C):
-        h = np.ones(C.shape[0])  # k <= d independent rows: each is its own direction
-    else:
-        h = leverage_scores(C)
+    h = leverage_scores(C)  # all 1 when k <= d and the centers are independent (no QR then)
     m = np.bincount(labels[eligible], minlength=centers.shape[0]).astype(np.float64)
     h = np.where(m > 0, h, 0.0)
     if not np.any(h > 0):  # e.g. every center row is zero: spread evenly over the clusters

@@ -38,7 +38,7 @@ import time
 
 import numpy as np
 
-__all__ = ["main", "run", "prepare", "one_minus_r2"]
+__all__ = ["main", "run", "prepare", "one_minus_r2", "ratio_intervals"]
 
 logger = logging.getLogger(__name__)
 
@@ -201,6 +201,29 @@ def ratio_intervals(runs: list[dict], method: str, *, reference: str = "leverage
     The repetitions are resampled in pairs (the same repetition of both methods), per data set
     and sample size. At small s a few near-singular fits dominate every mean, so these
     intervals are wide; they say which differences the repetitions can resolve.
+
+    Parameters
+    ----------
+    runs : list of dict
+        One per run, with ``dataset``, ``method``, ``size``, ``rep`` and ``val_1mR2`` (the
+        rows of ``regression_runs.csv``).
+    method, reference : str
+        The numerator's and the denominator's method.
+    n_boot : int, default=2000
+        Bootstrap resamples.
+    seed : int, default=0
+
+    Returns
+    -------
+    dict
+        ``(dataset, size) -> (low, high)``, for every pair with at least 2 shared repetitions.
+
+    Examples
+    --------
+    >>> runs = [{"dataset": "d", "method": m, "size": 10, "rep": i, "val_1mR2": v * (i + 1)}
+    ...         for i in range(5) for m, v in (("ours", 2.0), ("leverage", 1.0))]
+    >>> ratio_intervals(runs, "ours")
+    {('d', 10): (2.0, 2.0)}
     """
     by: dict[tuple, dict[int, float]] = {}
     for r in runs:
@@ -323,16 +346,11 @@ def figure(summary: list[dict], path: str) -> bool:
 
 
 def _mix_arg(text: str):
+    from ..cli import _number
+
     if text == "auto":
         return text
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"must be 'auto' or a number in [0, 1); got {text!r}") from None
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be 'auto' or a number in [0, 1); got {text!r}")
-    return value
+    return _number(float, lambda v: 0 <= v < 1, "'auto' or a number in [0, 1)")(text)
 
 
 def main(argv=None) -> int:
@@ -392,7 +410,7 @@ def main(argv=None) -> int:
             runs = [{key: (val if key in ("dataset", "method") else
                            int(float(val)) if key in ("rep", "size", "labels") else float(val))
                      for key, val in r.items()} for r in csv.DictReader(fh)]
-        return _write_outputs(args, summarise(runs), {}, None, runs)
+        return _write_outputs(args, runs, {}, write_runs=False)
     limiter = None
     if args.blas_threads:
         from threadpoolctl import threadpool_limits
@@ -414,14 +432,15 @@ def main(argv=None) -> int:
     finally:
         if limiter is not None:
             limiter.restore_original_limits()
-    return _write_outputs(args, summarise(all_rows), timings, all_rows)
+    return _write_outputs(args, all_rows, timings, write_runs=True)
 
 
-def _write_outputs(args, summary, timings, all_rows, runs=None) -> int:
-    if all_rows is not None:
-        _write_csv(os.path.join(args.out, "regression_runs.csv"), all_rows)
+def _write_outputs(args, runs: list[dict], timings: dict, *, write_runs: bool) -> int:
+    summary = summarise(runs)
+    if write_runs:
+        _write_csv(os.path.join(args.out, "regression_runs.csv"), runs)
     _write_csv(os.path.join(args.out, "regression.csv"), summary)
-    text = markdown(summary, timings, all_rows if all_rows is not None else runs)
+    text = markdown(summary, timings, runs)
     with open(os.path.join(args.out, "regression.md"), "w") as fh:
         fh.write(text)
     if not args.no_figure:
