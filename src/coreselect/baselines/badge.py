@@ -28,7 +28,7 @@ from .._validation import (
     iter_chunks,
 )
 from ..selection import Selection
-from .uniform import available_rows
+from .uniform import _nominal_selection, available_rows
 
 __all__ = ["badge"]
 
@@ -185,13 +185,7 @@ def badge(probs, embeddings, size: int, *, seed=None, exclude=None, first: str =
         bar.update(1)
     bar.close()
     logger.debug("badge: %d rows selected (%d uniform fallbacks)", size, fallback)
-    return Selection(
-        indices=picks,
-        weights=np.full(size, pool / size),
-        probabilities=np.full(size, size / pool),
-        n=n,
-        replace=False,
-        method="badge",
-        params={"size": size, "n_available": pool, "n_excluded": n - pool, "first": first},
-        diagnostics={"uniform_fallbacks": fallback},
-    )
+    return _nominal_selection(picks, pool, n, "badge",
+                             {"size": size, "n_available": pool, "n_excluded": n - pool,
+                              "first": first},
+                             {"uniform_fallbacks": fallback})

@@ -27,6 +27,7 @@ from .._validation import (
     iter_chunks,
 )
 from ..selection import Selection
+from .uniform import _nominal_selection
 
 __all__ = ["k_center_greedy"]
 
@@ -269,13 +270,6 @@ def k_center_greedy(X, size: int, *, initial=None, seed=None, outliers: int = 0,
     if outliers:
         diagnostics["radius_excluding_outliers"] = _radius(mind, outliers)
     logger.debug("k-center greedy: %d centers, radius %.6g", size, diagnostics["radius"])
-    return Selection(
-        indices=picks,
-        weights=np.full(size, avail / size),
-        probabilities=np.full(size, size / avail),
-        n=n,
-        replace=False,
-        method="kcenter",
-        params={"size": size, "n_initial": int(init.size), "outliers": outliers},
-        diagnostics=diagnostics,
-    )
+    return _nominal_selection(picks, avail, n, "kcenter",
+                             {"size": size, "n_initial": int(init.size), "outliers": outliers},
+                             diagnostics)

@@ -11,7 +11,7 @@ import numpy as np
 
 from .._validation import check_probabilities, check_random_state, check_size, iter_chunks
 from ..selection import Selection
-from .uniform import available_rows
+from .uniform import _nominal_selection, available_rows
 
 __all__ = ["margin", "least_confidence", "entropy", "uncertainty_scores"]
 
@@ -96,16 +96,9 @@ def _select(probs, size: int, kind: str, seed, exclude) -> Selection:
     else:
         idx = rows[_top(scores[rows], size, rng)]
     chosen = scores[idx]
-    return Selection(
-        indices=idx,
-        weights=np.full(size, pool / size),
-        probabilities=np.full(size, size / pool),
-        n=n,
-        replace=False,
-        method=kind,
-        params={"size": size, "n_available": pool, "n_excluded": n - pool},
-        diagnostics={"score_max": float(chosen[0]), "score_min": float(chosen[-1])},
-    )
+    return _nominal_selection(idx, pool, n, kind,
+                             {"size": size, "n_available": pool, "n_excluded": n - pool},
+                             {"score_max": float(chosen[0]), "score_min": float(chosen[-1])})
 
 
 _RETURNS = """

@@ -22,6 +22,20 @@ def available_rows(n: int, exclude) -> np.ndarray | None:
     return np.flatnonzero(keep)
 
 
+def _nominal_selection(indices, pool: int, n: int, method: str, params: dict,
+                       diagnostics: dict | None = None, *, replace: bool = False) -> Selection:
+    """``size`` rows of ``pool`` available ones as a Selection with the nominal weights
+    ``pool / size`` (each row stands for as many), per-row probability ``size / pool`` (or
+    ``1 / pool`` per draw with replacement): uniform's exact values, the greedy strategies'
+    conventional ones."""
+    indices = np.asarray(indices, dtype=np.int64)
+    size = indices.shape[0]
+    return Selection(indices=indices, weights=np.full(size, pool / size),
+                     probabilities=np.full(size, 1.0 / pool if replace else size / pool),
+                     n=n, replace=replace, method=method, params=params,
+                     diagnostics={} if diagnostics is None else diagnostics)
+
+
 def uniform(n: int, size: int, *, seed=None, replace: bool = False, exclude=None) -> Selection:
     """Draw ``size`` rows of a pool of ``n`` uniformly at random.
 
@@ -65,17 +79,9 @@ def uniform(n: int, size: int, *, seed=None, replace: bool = False, exclude=None
     size = check_size(size, pool, replace=replace)
     if replace:
         pos = rng.integers(0, pool, size=size)
-        prob = 1.0 / pool
     else:
         pos = rng.choice(pool, size=size, replace=False)
-        prob = size / pool
     idx = pos if rows is None else rows[pos]
-    return Selection(
-        indices=idx.astype(np.int64),
-        weights=np.full(size, pool / size),
-        probabilities=np.full(size, prob),
-        n=n,
-        replace=replace,
-        method="uniform",
-        params={"size": size, "n_available": pool, "n_excluded": n - pool},
-    )
+    return _nominal_selection(idx, pool, n, "uniform",
+                             {"size": size, "n_available": pool, "n_excluded": n - pool},
+                             replace=replace)
