@@ -201,11 +201,17 @@ def _calls(log):
         return [[int(v) for v in line.split()] for line in fh if line.strip()]
 
 
-def test_resume_asks_only_for_missing_answers(tmp_path):
+def _pool_with_oracle(tmp_path):
+    """Embeddings as .npy, their losses in loss.npy and the oracle module myoracle.py."""
     X, loss = _data()
     emb = _write_embeddings(tmp_path, ".npy", X)
     np.save(tmp_path / "loss.npy", loss)
     (tmp_path / "myoracle.py").write_text(ORACLE)
+    return X, loss, emb
+
+
+def test_resume_asks_only_for_missing_answers(tmp_path):
+    X, loss, emb = _pool_with_oracle(tmp_path)
     k, batch = 12, 2
     args = ["select", emb, "--clusters", k, "--size", S, "--oracle", "myoracle:loss",
             "--batch-size", batch, "--seed", SEED, "--cache", tmp_path / "cache.csv"]
@@ -250,10 +256,7 @@ def test_resume_asks_only_for_missing_answers(tmp_path):
 
 
 def test_select_without_cache_equals_python_api_on_the_same_input(tmp_path):
-    X, loss = _data()
-    emb = _write_embeddings(tmp_path, ".npy", X)
-    np.save(tmp_path / "loss.npy", loss)
-    (tmp_path / "myoracle.py").write_text(ORACLE)
+    X, loss, emb = _pool_with_oracle(tmp_path)
     rc, _, err = run_cli("select", emb, "-k", 9, "-s", S, "--oracle", "myoracle:loss",
                          "--seed", SEED, "--out", tmp_path / "s.csv", "-q", cwd=tmp_path,
                          env={"ORACLE_LOG": str(tmp_path / "log")})
@@ -267,10 +270,7 @@ def test_select_without_cache_equals_python_api_on_the_same_input(tmp_path):
 
 @pytest.mark.skipif(not hasattr(os, "kill") or sys.platform == "win32", reason="POSIX signals")
 def test_resume_after_the_process_is_killed(tmp_path):
-    X, loss = _data()
-    emb = _write_embeddings(tmp_path, ".npy", X)
-    np.save(tmp_path / "loss.npy", loss)
-    (tmp_path / "myoracle.py").write_text(ORACLE)
+    X, loss, emb = _pool_with_oracle(tmp_path)
     args = ["select", emb, "-k", 10, "-s", 30, "--oracle", "myoracle:loss", "--batch-size", 3,
             "--seed", 5, "--cache", tmp_path / "cache.csv", "--out", tmp_path / "sel.parquet"
             if _has_pyarrow() else tmp_path / "sel.csv", "-q"]
@@ -296,10 +296,7 @@ def _has_pyarrow() -> bool:
 
 
 def test_resume_without_seed_reuses_the_recorded_one(tmp_path, capsys, monkeypatch):
-    X, loss = _data()
-    emb = _write_embeddings(tmp_path, ".npy", X)
-    np.save(tmp_path / "loss.npy", loss)
-    (tmp_path / "myoracle.py").write_text(ORACLE)
+    X, loss, emb = _pool_with_oracle(tmp_path)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("ORACLE_LOG", str(tmp_path / "a.log"))
     monkeypatch.setenv("FAIL_AFTER", "1")
@@ -316,10 +313,7 @@ def test_resume_without_seed_reuses_the_recorded_one(tmp_path, capsys, monkeypat
 
 
 def test_cache_of_other_embeddings_is_refused(tmp_path, capsys, monkeypatch):
-    X, loss = _data()
-    emb = _write_embeddings(tmp_path, ".npy", X)
-    np.save(tmp_path / "loss.npy", loss)
-    (tmp_path / "myoracle.py").write_text(ORACLE)
+    X, loss, emb = _pool_with_oracle(tmp_path)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("ORACLE_LOG", str(tmp_path / "a.log"))
     args = ["-k", 5, "-s", 10, "--oracle", "myoracle:loss", "--seed", 0, "-q",
@@ -562,10 +556,7 @@ def test_library_logging_is_left_as_found(tmp_path, capsys):
 
 
 def test_checkpoint_is_reused_only_for_the_same_options(tmp_path, capsys, monkeypatch):
-    X, loss = _data()
-    emb = _write_embeddings(tmp_path, ".npy", X)
-    np.save(tmp_path / "loss.npy", loss)
-    (tmp_path / "myoracle.py").write_text(ORACLE)
+    X, loss, emb = _pool_with_oracle(tmp_path)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("ORACLE_LOG", str(tmp_path / "a.log"))
     base = ["select", emb, "-s", 20, "--oracle", "myoracle:loss", "--seed", 3,
@@ -606,10 +597,7 @@ def test_plan_failing_half_way_leaves_the_old_plan(tmp_path, capsys, monkeypatch
 
 
 def test_answers_are_kept_even_without_cache(tmp_path, capsys, monkeypatch):
-    X, loss = _data()
-    emb = _write_embeddings(tmp_path, ".npy", X)
-    np.save(tmp_path / "loss.npy", loss)
-    (tmp_path / "myoracle.py").write_text(ORACLE)
+    X, loss, emb = _pool_with_oracle(tmp_path)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("ORACLE_LOG", str(tmp_path / "a.log"))
     monkeypatch.setenv("FAIL_AFTER", "2")
@@ -644,10 +632,7 @@ def test_missing_pyarrow_names_the_extra(tmp_path, capsys, monkeypatch):
 
 
 def test_cache_written_from_python_is_reused(tmp_path, capsys, monkeypatch):
-    X, loss = _data()
-    emb = _write_embeddings(tmp_path, ".npy", X)
-    np.save(tmp_path / "loss.npy", loss)
-    (tmp_path / "myoracle.py").write_text(ORACLE)
+    X, loss, emb = _pool_with_oracle(tmp_path)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("ORACLE_LOG", str(tmp_path / "a.log"))
     # a Python run with a cache, stopped by the oracle after its first batch
