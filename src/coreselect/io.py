@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from ._optional import require
 from ._progress import Progress
 from ._validation import check_embeddings, iter_chunks
 
@@ -64,14 +65,7 @@ def _suffix(path: str | os.PathLike) -> str:
 
 
 def _need_pyarrow(what: str):
-    try:
-        import pyarrow  # noqa: F401
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise ImportError(
-            f"{what} needs pyarrow; install it with: pip install coreselect[parquet]"
-        ) from None
-    return pq
+    return require("pyarrow.parquet", "parquet", what)
 
 
 # --------------------------------------------------------------------------- outputs

@@ -51,6 +51,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._optional import require
 from ._validation import (
     check_embeddings,
     check_n_clusters,
@@ -326,12 +327,7 @@ def kmedoids_clustering(A, n_clusters: int, *, seed=None, max_iter: int = 100,
             f"n={n}, more than the {limit / 2**30:.2f} GiB allowed. Use clustering='kmedian' "
             "(linear memory) instead."
         )
-    try:
-        import kmedoids
-    except ImportError:
-        raise ImportError(
-            "clustering='kmedoids' needs the kmedoids package: pip install coreselect[kmedoids]"
-        ) from None
+    kmedoids = require("kmedoids", "kmedoids", "clustering='kmedoids'")
     diss = pairwise_distance_matrix(A)
     res = kmedoids.fasterpam(diss, k, max_iter=max_iter, init="random",
                              random_state=int(rng.integers(2**31 - 1)), n_cpu=-1)

@@ -25,6 +25,7 @@ import logging
 
 import numpy as np
 
+from .._optional import require
 from .._validation import check_n_clusters, check_random_state, check_z
 from ..assign import assign as _np_assign
 from ..outofcore import (
@@ -43,14 +44,8 @@ logger = logging.getLogger(__name__)
 
 def import_dask():
     """Import dask.array, or say how to install it."""
-    try:
-        import dask
-        import dask.array as da
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "the Dask backend needs dask; install it with `pip install coreselect[dask]`."
-        ) from exc
-    return dask, da
+    da = require("dask.array", "dask", "the Dask backend")
+    return require("dask", "dask", "the Dask backend"), da
 
 
 def from_npy_shards(paths, *, chunk_rows: int | None = None):

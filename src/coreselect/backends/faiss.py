@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._optional import require
 from .._progress import Progress
 from .._validation import iter_chunks
 from ..assign import _scale_for, default_chunk_size, power_of_distance
@@ -21,14 +22,7 @@ __all__ = ["FaissBackend", "kmeans", "import_faiss"]
 
 def import_faiss():
     """Import faiss, or say how to install it."""
-    try:
-        import faiss
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "the faiss backend needs faiss; install it with `pip install coreselect[faiss]` "
-            "(faiss-cpu)."
-        ) from exc
-    return faiss
+    return require("faiss", "faiss", "the faiss backend")
 
 
 class FaissBackend:

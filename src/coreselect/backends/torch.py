@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._optional import require
 from .._progress import Progress
 from .._validation import iter_chunks
 from ..assign import _scale_for, default_chunk_size, power_of_distance
@@ -21,13 +22,7 @@ __all__ = ["TorchBackend", "import_torch", "assign_tensor", "lloyd", "default_de
 
 def import_torch():
     """Import torch, or say how to install it."""
-    try:
-        import torch
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "the torch backend needs PyTorch; install it with `pip install coreselect[torch]`."
-        ) from exc
-    return torch
+    return require("torch", "torch", "the torch backend")
 
 
 def default_device() -> str:

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .._optional import require
+
 __all__ = ["RegressionData", "load_diamonds", "load_randhie", "load_cps1988", "load_gas_sensor",
            "read_gas_sensor_batch"]
 
@@ -65,14 +67,7 @@ class RegressionData:
 
 
 def _need(module: str):
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise ImportError(
-            f"this data set needs the {module} package: pip install coreselect[experiments]"
-        ) from None
+    return require(module, "experiments", "this data set")
 
 
 def load_diamonds() -> RegressionData:

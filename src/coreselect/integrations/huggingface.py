@@ -13,16 +13,11 @@ from collections.abc import Callable
 
 import numpy as np
 
-try:
-    import datasets
-except ImportError as exc:  # pragma: no cover - exercised only without datasets
-    raise ImportError(
-        "coreselect.integrations.huggingface needs the datasets package: "
-        "pip install coreselect[huggingface]"
-    ) from exc
-
+from .._optional import require
 from ..sampler import sensitivity_sample
 from ..selection import Selection
+
+datasets = require("datasets", "huggingface", "coreselect.integrations.huggingface")
 
 __all__ = ["dataset_embeddings", "select_rows", "sensitivity_select"]
 

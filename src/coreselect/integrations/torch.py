@@ -20,15 +20,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-try:
-    import torch
-    from torch import nn
-    from torch.nn import functional as F  # noqa: N812
-except ImportError as exc:  # pragma: no cover - exercised only without torch
-    raise ImportError(
-        "coreselect.integrations.torch needs PyTorch: pip install coreselect[torch]"
-    ) from exc
-
+from .._optional import require
 from .._progress import Progress
 from .._validation import (
     check_choice,
@@ -37,6 +29,10 @@ from .._validation import (
     check_random_state,
     check_sample_weights,
 )
+
+torch = require("torch", "torch", "coreselect.integrations.torch")
+nn = torch.nn
+F = torch.nn.functional  # noqa: N816
 
 __all__ = [
     "ArrayDataset",
