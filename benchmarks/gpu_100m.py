@@ -118,7 +118,7 @@ def main(argv=None) -> int:
     import torch
 
     from coreselect.assign import assign as np_assign
-    from coreselect.backends.torch import _device_chunk, assign_tensor, lloyd
+    from coreselect.backends.torch import TorchBackend, assign_tensor, lloyd
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.backends.cuda.matmul.allow_tf32 = bool(args.tf32)
@@ -168,7 +168,7 @@ def main(argv=None) -> int:
         step("snap")
         labels = torch.empty(n, dtype=torch.int64, device=device)
         v = torch.empty(n, dtype=torch.float64, device=device)
-        chunk = args.chunk or _device_chunk(torch, device, kc, d)
+        chunk = args.chunk or TorchBackend(device).chunk_rows(kc, d)
         for start in range(0, n, chunk):
             xb = X[start:start + chunk]
             if xb.device != device:

@@ -60,7 +60,7 @@ def main(argv=None) -> int:
     try:
         from distributed import Client, LocalCluster
 
-        from coreselect.backends.dask import from_npy_shards
+        from coreselect.pools.dask import from_npy_shards
     except ImportError as exc:
         print(f"{exc}: pip install coreselect[dask]", file=sys.stderr)
         return 2

@@ -11,8 +11,9 @@ from coreselect.assign import assign as np_assign
 from coreselect.backends import AutoBackend, NumpyBackend, available_backends, get_backend
 from coreselect.sensitivity import sensitivity_probabilities
 
-BACKENDS = ["faiss", "torch", "dask", "auto"]
-NEEDS = {"faiss": "faiss", "torch": "torch", "dask": "dask", "auto": "numpy"}
+# Dask is a pool (where the rows live), not a backend: tests/test_dask.py and test_pools.py
+BACKENDS = ["faiss", "torch", "auto"]
+NEEDS = {"faiss": "faiss", "torch": "torch", "auto": "numpy"}
 
 
 def _backend(name):
@@ -33,7 +34,8 @@ def _rtol(X):
 
 
 def test_registry():
-    assert set(available_backends()) >= {"numpy", "faiss", "torch", "dask", "auto"}
+    assert set(available_backends()) >= {"numpy", "faiss", "torch", "auto"}
+    assert "dask" not in available_backends()
     assert get_backend(None) is NumpyBackend and get_backend("numpy") is NumpyBackend
     with pytest.raises(ValueError, match="backend must be one of"):
         get_backend("cuda-magic")

@@ -49,11 +49,10 @@ def test_threaded_dask_matches_numpy():
     sel = got.sample(losses, 300, seed=1, mix=0.25)
     np.testing.assert_allclose(sel.probabilities, _numpy_p(ref, losses, mix=0.25)[sel.indices],
                                rtol=1e-12)
-    np.testing.assert_allclose(got._ooc.probabilities(losses, ref.sample(losses, 1).params["lam"]),
-                               p, rtol=1e-12)
+    from coreselect.sensitivity import row_probabilities
+
     lam = ref.sample(losses, 1).params["lam"]
-    np.testing.assert_allclose(got._ooc.row_probabilities(500, 1500, losses, lam), p[500:1500],
-                               rtol=1e-12)
+    np.testing.assert_allclose(row_probabilities(got.state_.rows, losses, lam), p, rtol=1e-12)
 
 
 def test_sensitivity_sample_accepts_dask_and_is_reproducible():
@@ -80,7 +79,8 @@ def test_dask_input_errors():
 
 def test_local_cluster_probabilities_and_block_counts(tmp_path):
     distributed = pytest.importorskip("distributed")
-    from coreselect.backends.dask import from_npy_shards
+    from coreselect.pools.dask import from_npy_shards
+    from coreselect.sensitivity import block_masses
 
     X32 = X.astype(np.float32)
     paths = []
@@ -96,22 +96,22 @@ def test_local_cluster_probabilities_and_block_counts(tmp_path):
         Xd = from_npy_shards(paths, chunk_rows=600)
         got = cs.SensitivitySampler(8, seed=5).fit(Xd)
         _check_same_fit(got, ref)
-        state = got._ooc
+        state = got.state_.rows
         lam = ref.sample(losses, 1).params["lam"]
-        masses = state.chunk_masses(losses, lam)
+        masses = block_masses(state, losses, lam)
         np.testing.assert_allclose(masses / masses.sum(),
-                                   np.add.reduceat(p, state.chunk_starts[:-1]), rtol=1e-10)
+                                   np.add.reduceat(p, state.starts[:-1]), rtol=1e-10)
         size = 20_000
         for seed in range(3):
             sel = got.sample(losses, size, seed=seed)
             np.testing.assert_allclose(sel.probabilities, p[sel.indices], rtol=1e-12)
-            block = np.searchsorted(state.chunk_starts, sel.indices, side="right") - 1
+            block = np.searchsorted(state.starts, sel.indices, side="right") - 1
             counts = np.bincount(block, minlength=masses.shape[0])
             pval = stats.chisquare(counts, size * masses / masses.sum()).pvalue
             assert pval > 1e-4, (seed, pval)
         # within a block the draws follow p as well (the block with the most draws)
         b = int(np.argmax(counts))
-        lo, hi = state.chunk_starts[b], state.chunk_starts[b + 1]
+        lo, hi = state.starts[b], state.starts[b + 1]
         inside = sel.indices[block == b]
         lab = ref.labels_[lo:hi]
         per_center = np.bincount(lab[inside - lo], minlength=len(losses))

@@ -18,6 +18,8 @@ from coreselect.outofcore import (
     plan_chunks,
     resolve_memory_limit,
 )
+from coreselect.pools import SpilledRows
+from coreselect.sensitivity import block_masses, row_probabilities
 
 X32, _ = make_blobs(n=3000, d=6, k=8, seed=11, dtype=np.float32)
 LOSS = np.abs(X32[:, 0].astype(np.float64)) + 0.1
@@ -62,8 +64,8 @@ def test_shards_and_spill_same_selection_and_state(tmp_path):
     # a limit so small that the per-row labels and distances are spilled to disk
     limit = plan_chunks("1TB", n=3000, d=6, k=10, fit_rows=3000).fixed_bytes + 60_000
     got = cs.SensitivitySampler(10, seed=4, memory_limit=limit).fit(paths)
-    assert not got._ooc.plan.store_in_memory
-    assert got._ooc.chunk_starts.shape[0] > 3  # several chunks
+    assert isinstance(got.state_.rows, SpilledRows)  # spilled to disk
+    assert got.state_.rows.starts.shape[0] > 3  # several chunks
     np.testing.assert_array_equal(got.query_indices_, ref.query_indices_)
     np.testing.assert_array_equal(np.asarray(got.labels_), ref.labels_)
     np.testing.assert_allclose(np.asarray(got.distances_), ref.distances_, rtol=1e-12)
@@ -90,19 +92,19 @@ def test_chunk_size_does_not_change_selection(tmp_path):
 def test_chunk_allocation_follows_chunk_masses(tmp_path):
     # many draws: the per-chunk counts pass a chi-square test against the chunk masses
     sampler = cs.SensitivitySampler(9, seed=1, memory_limit="1GB", chunk_size=400).fit(X32)
-    state = sampler._ooc
+    state = sampler.state_.rows
     losses = LOSS[sampler.query_indices_]
     lam = losses @ sampler.cluster_sizes_ / sampler.cost_
-    masses = state.chunk_masses(losses, lam)
+    masses = block_masses(state, losses, lam)
     expected_p = masses / masses.sum()
     for seed in range(5):
         sel = sampler.sample(losses, 20_000, seed=seed)
-        chunk = np.searchsorted(state.chunk_starts, sel.indices, side="right") - 1
+        chunk = np.searchsorted(state.starts, sel.indices, side="right") - 1
         counts = np.bincount(chunk, minlength=masses.shape[0])
         pval = stats.chisquare(counts, 20_000 * expected_p).pvalue
         assert pval > 1e-4, (seed, pval)
     # and the probabilities returned are the in-memory ones
-    p_all = state.probabilities(losses, lam)
+    p_all = row_probabilities(state, losses, lam)
     np.testing.assert_allclose(sel.probabilities, p_all[sel.indices], rtol=1e-14)
     assert p_all.sum() == pytest.approx(1.0, abs=1e-12)
 
@@ -131,6 +133,8 @@ def test_in_memory_array_with_memory_limit_matches(tmp_path):
     ref = cs.sensitivity_sample(X32, LOSS.__getitem__, 150, n_clusters=5, seed=8)
     got = cs.sensitivity_sample(X32, LOSS.__getitem__, 150, n_clusters=5, seed=8,
                                 memory_limit="50MB")
+    assert ref.params["path"] == "in-memory"
+    assert got.params["path"] == "out-of-core"  # memory_limit was not ignored
     _same_selection(ref, got)
 
 
@@ -202,12 +206,13 @@ def test_peak_memory_does_not_grow_with_n(tmp_path):
     assert peak_big < limit
 
 
-def test_row_probabilities_are_a_slice_of_all(tmp_path):
-    sampler = cs.SensitivitySampler(6, seed=2).fit(_save(tmp_path, X32))
+def test_row_probabilities_match_the_in_memory_formula(tmp_path):
+    sampler = cs.SensitivitySampler(6, seed=2, chunk_size=250).fit(_save(tmp_path, X32))
     losses = LOSS[sampler.query_indices_]
-    p = sampler._ooc.probabilities(losses, 0.3, mix=0.1)
-    np.testing.assert_allclose(sampler._ooc.row_probabilities(100, 900, losses, 0.3, mix=0.1),
-                               p[100:900], rtol=1e-15)
+    p = row_probabilities(sampler.state_.rows, losses, 0.3, mix=0.1)
+    ref = cs.sensitivity.sensitivity_probabilities(
+        losses[np.asarray(sampler.labels_)], np.asarray(sampler.distances_), 0.3, mix=0.1)
+    np.testing.assert_allclose(p, ref, rtol=1e-13)
 
 
 def test_chunk_counts_stay_bounded_for_huge_n():
@@ -224,7 +229,7 @@ def test_chunk_counts_stay_bounded_for_huge_n():
 
 
 def test_groups_of_chunks_give_the_same_selection(tmp_path, monkeypatch):
-    import coreselect.outofcore as oc
+    import coreselect.clustering as oc
 
     ref = cs.SensitivitySampler(7, seed=6, chunk_size=100, memory_limit="1GB").fit(X32)
     real = oc.plan_chunks
@@ -236,7 +241,7 @@ def test_groups_of_chunks_give_the_same_selection(tmp_path, monkeypatch):
 
     monkeypatch.setattr(oc, "plan_chunks", grouped)
     got = cs.SensitivitySampler(7, seed=6, chunk_size=100, memory_limit="1GB").fit(X32)
-    assert got._ooc.chunk_starts.shape[0] - 1 == -(-30 // 3)
-    np.testing.assert_array_equal(got._ooc.chunk_counts.sum(axis=0), ref.cluster_sizes_)
+    assert got.state_.rows.starts.shape[0] - 1 == -(-30 // 3)
+    np.testing.assert_array_equal(got.state_.rows.counts.sum(axis=0), ref.cluster_sizes_)
     losses = LOSS[ref.query_indices_]
     _same_selection(ref.sample(losses, 400, seed=2), got.sample(losses, 400, seed=2))

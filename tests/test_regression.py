@@ -282,7 +282,8 @@ def test_negative_labels_are_fine():
     [
         ({"zeta": -1.0}, ValueError, "zeta must be"),
         ({"zeta": "big"}, TypeError, "zeta must be"),
-        ({"mix": 1.0}, ValueError, r"mix must be 'auto' or a real number in \[0, 1\)"),
+        ({"mix": 1.5}, ValueError, r"mix must be 'auto' or a real number in \[0, 1\]; got 1.5"),
+        ({"mix": "most"}, ValueError, r"mix must be 'auto' or a real number in \[0, 1\]"),
         ({"ridge": float("nan")}, ValueError, "ridge must be"),
         ({"clustering": "kmeans"}, ValueError, "clustering must be"),
         ({"n_clusters": 0}, ValueError, "n_clusters must be"),
@@ -312,7 +313,7 @@ def test_input_errors_oracle_and_clustering():
 
 
 def test_kmedoids_refused_when_the_matrix_does_not_fit(monkeypatch):
-    monkeypatch.setattr(reg, "_available_memory", lambda: 1000)
+    monkeypatch.setattr(reg, "available_memory", lambda: 1000)
     A = np.random.default_rng(0).normal(size=(100, 2))
     with pytest.raises(ValueError, match=r"n x n distance matrix.*clustering='kmedian'"):
         cs.regression_sample(A, np.zeros(100).__getitem__, 5, n_clusters=3,
@@ -403,3 +404,20 @@ def test_default_reaches_rows_that_duplicate_their_center():
     assert default.selection.diagnostics["rows_with_positive_p"] == A.shape[0]
     est = float(np.sum(default.selection.weights * r2[default.selection.indices]))
     assert est == pytest.approx(r2.sum(), rel=0.02)
+
+
+def test_mix_one_samples_by_the_label_free_center_term_alone():
+    # mix is in [0, 1] everywhere (the sampler's and regression's): 1 means only the
+    # compressed problem's sensitivity spread over the clusters, the same for every row of a
+    # cluster, whatever the distances
+    rng = np.random.default_rng(3)
+    A = rng.normal(size=(400, 3))
+    b = A @ np.array([1.0, -2.0, 0.5]) + 0.1 * rng.normal(size=400)
+    res = cs.regression_sample(A, b.__getitem__, 60, n_clusters=8, mix=1.0, seed=1)
+    sel = res.selection
+    assert res.selection.params["mix"] == 1.0
+    centers = sel.centers
+    for c in np.unique(centers):
+        np.testing.assert_allclose(sel.probabilities[centers == c],
+                                   sel.probabilities[centers == c][0], rtol=1e-12)
+    assert np.all(np.isfinite(res.coef))

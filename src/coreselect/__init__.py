@@ -17,14 +17,13 @@ Examples
 from __future__ import annotations
 
 from . import baselines
+from ._version import __version__
 from .adaptive import adaptive_sample
 from .clustering import Clustering, kz_clustering
 from .oracle import LossCache, OracleError, ask_oracle
 from .regression import RegressionSelection, regression_sample
 from .sampler import SensitivitySampler, sensitivity_sample
 from .selection import Estimate, Selection
-
-__version__ = "0.1.0"
 
 __all__ = [
     "sensitivity_sample",

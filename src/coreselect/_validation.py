@@ -7,6 +7,7 @@ what was expected and what came, in the manner of scikit-learn's ``check_array``
 from __future__ import annotations
 
 import numbers
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,10 @@ __all__ = [
     "check_choice",
     "check_sample_weights",
     "check_probabilities",
+    "check_finite_rows",
+    "check_memory_limit",
+    "check_mix",
+    "check_oracle",
 ]
 
 # Rows per block when scanning an array that may be memory-mapped (about 32 MB at d=128 float64).
@@ -118,20 +123,25 @@ def check_embeddings(X: Any, *, name: str = "X", check_finite: bool = True) -> n
         arr = arr.astype(np.float64)
     if check_finite and arr.dtype.kind == "f":
         for start, stop in iter_chunks(n, _SCAN_ROWS):
-            _check_finite_block(arr[start:stop], start, name,
-                                "remove or impute non-finite values first.")
+            check_finite_rows(arr[start:stop], start, name)
     return arr
 
 
-def _check_finite_block(block: np.ndarray, start: int, name: str, hint: str) -> None:
-    """Raise naming the first row and column of ``block`` holding NaN or inf."""
+def check_finite_rows(block: np.ndarray, start: int = 0, name: str = "X", *,
+                      rows: np.ndarray | None = None,
+                      hint: str = "remove or impute non-finite values first.") -> None:
+    """Raise naming the first row and column of ``block`` holding NaN or inf.
+
+    The scan of every block of embeddings, wherever it happens (the public entry for arrays,
+    the fit's one pass for pools read from files or Dask). Rows are numbered from ``start``,
+    or by ``rows`` (the pool rows of the block's rows) when given.
+    """
     finite = np.isfinite(block)
     if not finite.all():
         row, col = np.argwhere(~finite)[0]
         what = "NaN" if np.isnan(block[row, col]) else "inf"
-        raise ValueError(
-            f"{name} contains {what} at row {start + int(row)}, column {int(col)}; {hint}"
-        )
+        at = int(rows[row]) if rows is not None else start + int(row)
+        raise ValueError(f"{name} contains {what} at row {at}, column {int(col)}; {hint}")
 
 
 def check_positive_int(value: Any, name: str, *, minimum: int = 1, maximum: int | None = None,
@@ -350,7 +360,7 @@ def check_probabilities(probs: Any, *, name: str = "probs", atol: float = 1e-4) 
         arr = arr.astype(np.float64)
     for start, stop in iter_chunks(n, _SCAN_ROWS):
         block = arr[start:stop]
-        _check_finite_block(block, start, name, "probabilities must be finite.")
+        check_finite_rows(block, start, name, hint="probabilities must be finite.")
         bad = (block < -atol) | (block > 1 + atol)
         if bad.any():
             row, col = np.argwhere(bad)[0]
@@ -369,8 +379,25 @@ def check_probabilities(probs: Any, *, name: str = "probs", atol: float = 1e-4) 
     return arr
 
 
+_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9,
+          "gb": 10**9, "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30,
+          "tib": 2**40}
+
+
 def check_memory_limit(memory_limit: Any, *, name: str = "memory_limit") -> int:
-    """``memory_limit`` (bytes) must be a finite number > 0; returned as int."""
+    """``memory_limit``: a finite number of bytes > 0, or a string such as "1.5GB" or
+    "512MiB"; returned as an int number of bytes (None is resolved by the caller)."""
+    if isinstance(memory_limit, str):
+        import re
+
+        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][0-9]+)?)\s*([A-Za-z]*)\s*", memory_limit)
+        unit = m.group(2).lower() if m else None
+        if m is None or unit not in _UNITS:
+            raise ValueError(
+                f"{name} must be a number of bytes, a string such as '1.5GB' or '512MiB', "
+                f"or None; got {memory_limit!r}."
+            )
+        memory_limit = float(m.group(1)) * _UNITS[unit]
     if isinstance(memory_limit, (bool, np.bool_)) or not isinstance(memory_limit, numbers.Real):
         raise TypeError(
             f"{name} must be a number of bytes, a string such as '1.5GB', or None; "
@@ -380,3 +407,27 @@ def check_memory_limit(memory_limit: Any, *, name: str = "memory_limit") -> int:
     if not np.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be a positive number of bytes; got {memory_limit!r}.")
     return int(value)
+
+
+def check_mix(mix: Any, *, allowed: tuple[str, ...] = ()) -> float | str:
+    """``mix``, the uniform (or label-free) share mixed into a proposal: a real number in
+    [0, 1], or one of the strings in ``allowed``."""
+    if not allowed:
+        return check_fraction(mix, "mix")
+    if isinstance(mix, str) and mix in allowed:
+        return mix
+    options = " or ".join([repr(a) for a in allowed] + ["a real number in [0, 1]"])
+    if isinstance(mix, str):
+        raise ValueError(f"mix must be {options}; got {mix!r}.")
+    try:
+        return check_fraction(mix, "mix")
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"mix must be {options}; got {mix!r}.") from None
+
+
+def check_oracle(oracle: Any, *, name: str = "oracle", what: str = "losses") -> Callable:
+    """``oracle`` must be callable: ``oracle(indices: ndarray[int64]) -> values``."""
+    if not callable(oracle):
+        raise TypeError(f"{name} must be callable (indices -> {what}); got "
+                        f"{type(oracle).__name__}.")
+    return oracle

@@ -18,24 +18,22 @@ import numpy as np
 
 from ._validation import (
     check_choice,
-    check_embeddings,
     check_fraction,
     check_lam,
+    check_mix,
     check_n_clusters,
+    check_oracle,
     check_positive_int,
     check_random_state,
     check_size,
     check_z,
 )
-from .diagnostics import estimate_holder_constant, selection_diagnostics
+from .diagnostics import estimate_holder_constant
 from .oracle import LossCache, ask_oracle
-from .prefix import PREFIX_METHODS, IncrementalAssignment, prefix_order
+from .pools import as_pool, memory_rows
+from .prefix import PREFIX_METHODS, IncrementalAssignment, _prefix_order
 from .selection import Selection
-from .sensitivity import (
-    draw_sample,
-    resolve_lam,
-    sensitivity_probabilities,
-)
+from .sensitivity import resolve_lam, sample_selection
 
 __all__ = ["adaptive_sample", "resolve_lam_with_holder"]
 
@@ -152,8 +150,8 @@ def adaptive_sample(X, oracle: Callable, size: int, *, rounds: int, n_clusters: 
     True
     """
     rng = check_random_state(seed)
-    X = check_embeddings(X)
-    n = X.shape[0]
+    pool = as_pool(X)
+    n = pool.n
     k = check_n_clusters(n_clusters, n)
     r = check_positive_int(rounds, "rounds")
     if (r - 1) * k >= n:
@@ -164,16 +162,15 @@ def adaptive_sample(X, oracle: Callable, size: int, *, rounds: int, n_clusters: 
     z = check_z(z)
     size = check_size(size, n, replace=replace)
     lam = check_lam(lam, allowed=("auto", "holder"))
-    mix = check_fraction(mix, "mix")
+    mix = check_mix(mix)
     check_fraction(holder_quantile, "holder_quantile", low_open=True)
-    if not callable(oracle):
-        raise TypeError(f"oracle must be callable (indices -> losses); got {type(oracle).__name__}.")
+    check_oracle(oracle)
     m = min(n, r * k)
 
     if isinstance(order, str):
         method = check_choice(order, "order", PREFIX_METHODS)
-        seq = prefix_order(X, m, z=z, method=method, seed=rng, chunk_size=chunk_size,
-                           progress=progress)
+        seq = _prefix_order(pool, m, z=z, method=method, rng=rng, chunk_size=chunk_size,
+                            progress=progress)
     else:
         method = "given"
         seq = np.asarray(order)
@@ -188,7 +185,7 @@ def adaptive_sample(X, oracle: Callable, size: int, *, rounds: int, n_clusters: 
 
     if cache is not None and not isinstance(cache, LossCache):
         cache = LossCache(cache)
-    inc = IncrementalAssignment(X, z=z, chunk_size=chunk_size)
+    inc = IncrementalAssignment(pool, z=z, chunk_size=chunk_size)
     query_losses = np.empty(0)
     out: list[Selection] = []
     for i in range(1, r + 1):
@@ -199,32 +196,19 @@ def adaptive_sample(X, oracle: Callable, size: int, *, rounds: int, n_clusters: 
         query_losses = np.concatenate([query_losses, got])
         inc.add(new)
         queried = inc.centers
-        sizes = inc.cluster_sizes()
-        cost = inc.cost
-        hat_total = float(np.dot(sizes.astype(np.float64), query_losses))
-        qpoints = np.asarray(X[queried], dtype=np.float64)
+        rows = memory_rows(inc.labels, inc.distances, queried.shape[0])
+        hat_total = float(np.dot(rows.sizes.astype(np.float64), query_losses))
+        qpoints = np.asarray(pool.take(queried), dtype=np.float64)
         lam_value, lam_rule = resolve_lam_with_holder(
-            lam, hat_total, cost, qpoints, query_losses, z=z, quantile=holder_quantile)
-        l_hat = query_losses[inc.labels]
-        p = sensitivity_probabilities(l_hat, inc.distances, lam_value, mix)
-        del l_hat
-        idx, prob, weights = draw_sample(p, size, replace, rng)
-        diag = selection_diagnostics(
-            p=p, indices=idx, weights=weights, query_points=qpoints, query_losses=query_losses,
-            cluster_sizes=sizes, cost=cost, hat_total=hat_total, lam=lam_value,
-            lam_rule=lam_rule, z=z, size=size, replace=replace, mix=mix,
-            holder_quantile=holder_quantile, theorem="Theorem 6")
-        params = {
-            "round": i, "rounds": r, "n_clusters": k, "n_queries": int(queried.shape[0]),
-            "lam": lam_value, "lam_rule": lam_rule, "z": z, "cost": cost,
-            "hat_total": hat_total, "size": int(size), "order": method, "mix": mix,
-        }
+            lam, hat_total, rows.cost, qpoints, query_losses, z=z, quantile=holder_quantile)
+        sel = sample_selection(
+            rows, query_indices=queried, query_losses=query_losses, query_points=qpoints,
+            size=size, lam=lam_value, lam_rule=lam_rule, replace=replace, rng=rng, mix=mix,
+            z=z, n_clusters=k, method="adaptive", path=pool.kind if pool.kind != "in-memory"
+            else "in-memory", holder_quantile=holder_quantile, theorem="Theorem 6",
+            params={"round": i, "rounds": r, "n_queries": int(queried.shape[0]),
+                    "order": method})
         logger.debug("adaptive_sample: round %d/%d queries=%d Phi=%.6g lam=%.6g", i, r,
-                     queried.shape[0], cost, lam_value)
-        out.append(Selection(
-            indices=idx, weights=weights, probabilities=prob, n=n,
-            centers=queried[inc.labels[idx]], query_indices=queried,
-            query_losses=query_losses, cluster_sizes=sizes, replace=replace,
-            method="adaptive", params=params, diagnostics=diag,
-        ))
+                     queried.shape[0], rows.cost, lam_value)
+        out.append(sel)
     return out

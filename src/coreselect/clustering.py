@@ -1,13 +1,17 @@
-"""(k, z)-clustering for any z >= 1: D^z seeding, power-mean steps, snapping to data points.
+"""The one fit: a (k, z)-clustering of any pool, snapped to data rows, and one pass over it.
 
-z = 2 is k-means (Lloyd steps), z = 1 is k-median (Weiszfeld steps); any other z >= 1 uses
-the same iteratively re-weighted step, ``c <- sum_i w_i x_i / sum_i w_i`` with
-``w_i = ||x_i - c||^(z-2)``, which for z in [1, 2] never increases a cluster's cost.
+1. The fitting rows are drawn from the pool (``fit_sample_size``, the same rows for every
+   kind of pool for the same seed) and read with ``pool.take``, as float64 whatever the
+   input, so every pool finds the same centers.
+2. :func:`coreselect.seeding.fit_centers` seeds, improves and snaps the k centers on them.
+3. One pass over the pool's blocks assigns every row to its nearest snapped center with the
+   backend (:func:`coreselect.kernels.nearest_centers`), sets a center's own row to distance
+   exactly 0 (ties between equal rows), scans each block for NaN and inf when the entry did
+   not, and leaves the per-row state where the pool keeps it (in memory, spilled to a file
+   under ``memory_limit``, or on Dask workers) with each block's per-center counts.
 
-For speed the centers are fitted on a random sample of the rows (``fit_sample_size``), which
-is enough to place k centers well; each center is then snapped to its nearest row of that
-sample (the oracle can only be asked about real points, paper section 5.2), and one exact,
-chunked pass assigns every row to its nearest snapped center.
+:func:`fit_pool` returns a :class:`FittedState`; :func:`kz_clustering` is the same fit on an
+array, returning its :class:`Clustering`.
 """
 
 from __future__ import annotations
@@ -18,20 +22,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._progress import Progress
 from ._validation import (
-    check_embeddings,
+    check_finite_rows,
     check_n_clusters,
     check_positive_int,
     check_random_state,
     check_z,
 )
-from .assign import (
-    assign,
-    power_of_distance,
-)
+from .backends import get_backend
+from .kernels import CenterSet, nearest_centers
+from .pools import ArrayPool, as_pool, plan_chunks
+from .pools.state import RowState
+from .seeding import default_fit_size, dz_seeding, fit_centers
 
-__all__ = ["Clustering", "kz_clustering", "dz_seeding"]
+__all__ = ["Clustering", "FittedState", "kz_clustering", "fit_pool", "fit_rows", "dz_seeding",
+           "cluster_array"]
 
 logger = logging.getLogger(__name__)
 
@@ -85,163 +90,126 @@ class Clustering:
         return int(self.center_indices.shape[0])
 
 
-def _default_fit_size(n: int, k: int) -> int:
-    return int(min(n, max(20_000, 40 * k)))
+@dataclass(frozen=True, eq=False)
+class FittedState:
+    """Everything a fit leaves for sampling (and what :mod:`coreselect.persist` saves).
 
-
-def _default_seed_size(m: int, k: int) -> int:
-    return int(min(m, max(4_000, 8 * k)))
-
-
-def dz_seeding(X: np.ndarray, n_clusters: int, *, z: float = 2.0, seed=None,
-               n_candidates: int | None = None, progress: bool = False) -> np.ndarray:
-    """Greedy D^z seeding (k-means++ generalised to any z): returns the chosen row numbers.
-
-    Fewer than ``n_clusters`` rows are returned only when ``X`` has fewer distinct rows.
-
-    The first row is uniform; each next one is the best (lowest resulting cost) of
-    ``n_candidates`` rows drawn with probability proportional to their current distance^z
-    to the chosen ones (``2 + log k`` candidates by default, as scikit-learn does).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> X = np.array([[0.0], [0.1], [10.0], [10.1]])
-    >>> sorted(np.asarray(X[dz_seeding(X, 2, seed=0)]).ravel().round().tolist())
-    [0.0, 10.0]
+    Attributes
+    ----------
+    clustering : Clustering
+        The centers, labels, distances, cost and sizes.
+    rows : RowState
+        The per-row state with its per-block summaries (in memory, spilled or on Dask).
+    query_points : ndarray of float64, shape (k, d)
+        The embeddings of the queried rows (the diagnostics use them).
+    path : str
+        "in-memory", "out-of-core" or "dask": how the pool was read.
+    n, d : int
+        The shape of the pool.
     """
-    rng = check_random_state(seed)
-    X = np.asarray(X)
-    m = X.shape[0]
-    k = int(n_clusters)
-    L = int(n_candidates) if n_candidates else 2 + int(np.log(max(k, 2)))
-    x32 = np.ascontiguousarray(X, dtype=np.float32)
-    scale = float(np.max(np.abs(x32))) or 1.0
-    if not np.isfinite(scale) or scale > 2.0**40 or scale < 2.0**-40:
-        x32 = np.ascontiguousarray(np.asarray(X, dtype=np.float64) / scale, dtype=np.float32)
-    xnorm = np.einsum("ij,ij->i", x32, x32)
-    chosen = np.empty(k, dtype=np.int64)
-    first = int(rng.integers(m))
-    chosen[0] = first
 
-    def dz(rows: np.ndarray) -> np.ndarray:
-        # (m, L) distances^z to the candidate rows, from one small GEMM and the known norms
-        sq = x32 @ x32[rows].T
-        sq *= -2.0
-        sq += xnorm[:, None]
-        sq += xnorm[rows][None, :]
-        np.maximum(sq, 0.0, out=sq)
-        sq[rows, np.arange(rows.shape[0])] = 0.0  # exact zero for the row itself
-        return power_of_distance(sq, z)
-
-    mind = dz(np.array([first]))[:, 0].copy()
-    with _one_blas_thread():  # k small GEMMs: thread start-up costs more than it gains
-        chosen = _seeding_loop(dz, mind, chosen, k, L, m, rng, progress)
-    return chosen
+    clustering: Clustering
+    rows: RowState
+    query_points: np.ndarray
+    path: str
+    n: int
+    d: int
 
 
-def _one_blas_thread():
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # scikit-learn brings threadpoolctl; without it, leave BLAS as it is
-        import contextlib
-
-        return contextlib.nullcontext()
-    return threadpool_limits(1, user_api="blas")
-
-
-def _seeding_loop(dz, mind, chosen, k, L, m, rng, progress):
-    bar = Progress(k, "seeding", enabled=progress, unit="centers")
-    bar.update(1)
-    for t in range(1, k):
-        cdf = np.cumsum(mind, dtype=np.float64)
-        if not cdf[-1] > 0:
-            # every row coincides with a chosen one: fewer than k distinct rows
-            chosen = chosen[:t]
-            break
-        cand = np.searchsorted(cdf, rng.random(L) * cdf[-1], side="right")
-        cand = np.unique(np.minimum(cand, m - 1))
-        dcand = dz(cand)
-        np.minimum(dcand, mind[:, None], out=dcand)
-        best = int(np.argmin(dcand.sum(axis=0, dtype=np.float64)))
-        chosen[t] = cand[best]
-        mind = dcand[:, best].copy()
-        bar.update(1)
-    bar.close()
-    return chosen
+def fit_rows(n: int, k: int, fit_sample_size, rng: np.random.Generator) -> np.ndarray:
+    """The sorted pool rows the clustering is fitted on (``fit_sample_size`` checked)."""
+    if fit_sample_size == "auto":
+        m = default_fit_size(n, k)
+    else:
+        m = min(n, check_positive_int(fit_sample_size, "fit_sample_size", minimum=k))
+    if m >= n:
+        return np.arange(n)
+    return np.sort(rng.choice(n, size=m, replace=False))
 
 
-def _update_centers(xs: np.ndarray, labels: np.ndarray, dist: np.ndarray, k: int, z: float,
-                    centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One weighted power-mean step; returns the new centers and the empty-cluster mask.
+class AssignJob:
+    """The fit's per-block job: nearest snapped center and ``v(e)`` of each row of a block.
 
-    z = 2: the mean. Otherwise the re-weighted mean with weights ``r^(z-2)``, where rows that
-    coincide with their center are left out (their weight is unbounded for z < 2); for z = 1
-    the Vardi-Zhang correction then moves a center off a data row only when that lowers
-    the cost, so that Weiszfeld's iteration cannot get stuck on a row.
+    Picklable (it travels to Dask workers): it holds the centers, their pool rows, z, the
+    backend (as given) and whether to scan blocks for NaN and inf.
     """
-    from scipy import sparse
 
-    m = xs.shape[0]
-    rows = np.arange(m)
-    counts = np.bincount(labels, minlength=k).astype(np.float64)
-    empty = counts == 0
-    if z == 2.0:
-        agg = sparse.csr_matrix((np.ones(m), (labels, rows)), shape=(k, m))
-        new = centers.copy()
-        new[~empty] = np.asarray(agg @ xs)[~empty] / counts[~empty, None]
-        return new, empty
-    r = dist ** (1.0 / z)  # Euclidean distance
-    scale = float(r.max()) if r.size else 0.0
-    coincide = r <= 1e-12 * scale
-    w = np.zeros(m)
-    w[~coincide] = r[~coincide] ** (z - 2.0)
-    agg = sparse.csr_matrix((w, (labels, rows)), shape=(k, m))
-    wsum = np.bincount(labels, weights=w, minlength=k)
-    has = wsum > 0
-    new = centers.copy()
-    t = np.asarray(agg @ xs)
-    new[has] = t[has] / wsum[has, None]
-    if z == 1.0:
-        eta = np.bincount(labels, weights=coincide.astype(np.float64), minlength=k)
-        stuck = has & (eta > 0)
-        if stuck.any():
-            # ||R|| = ||T - y|| * sum(1/r): the pull of the other rows on the center
-            pull = np.linalg.norm(new[stuck] - centers[stuck], axis=1) * wsum[stuck]
-            frac = np.minimum(1.0, eta[stuck] / np.maximum(pull, 1e-300))
-            new[stuck] = (1.0 - frac)[:, None] * new[stuck] + frac[:, None] * centers[stuck]
-    return new, empty
+    def __init__(self, centers: np.ndarray, center_rows: np.ndarray, *, z: float, backend,
+                 chunk_size: int | None, check: bool, shared: bool):
+        self.centers = centers
+        self.center_rows = center_rows
+        self.z = z
+        self.backend = backend
+        self.chunk_size = chunk_size
+        self.check = check
+        self.shared = shared  # one CenterSet for every block (a single thread runs them)
+        self.k = int(centers.shape[0])
+        self._cs = None
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_cs"] = None
+        return state
+
+    def __call__(self, start: int, xb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.check:
+            check_finite_rows(xb, start, "X")
+        cs = self._cs if self._cs is not None else CenterSet(self.centers)
+        if self.shared:
+            self._cs = cs
+        lab, v = nearest_centers(xb, cs, backend=get_backend(self.backend), z=self.z,
+                                 chunk_size=self.chunk_size)
+        # a center's own row: its own label, distance exactly 0 (ties between equal rows)
+        lo, hi = np.searchsorted(self.center_rows, [start, start + xb.shape[0]])
+        if hi > lo:
+            own = self.center_rows[lo:hi] - start
+            lab[own] = np.arange(lo, hi)
+            v[own] = 0.0
+        return lab, v
 
 
-def _snap(centers: np.ndarray, xs: np.ndarray, labels: np.ndarray,
-          dist: np.ndarray) -> np.ndarray:
-    """For each center, its member row (under ``labels``) nearest to it: distinct rows.
-
-    ``labels``/``dist`` are the assignment of ``xs`` to ``centers``, so this costs no extra
-    distance computation. A center without members (rare) gets the nearest row not yet taken.
-    Returns -1 for a center left without a row (fewer rows than centers).
-    """
-    k = centers.shape[0]
-    out = np.full(k, -1, dtype=np.int64)
-    order = np.lexsort((dist, labels))  # by cluster, then by distance
-    first = np.ones(order.shape[0], dtype=bool)
-    first[1:] = labels[order[1:]] != labels[order[:-1]]
-    heads = order[first]
-    out[labels[heads]] = heads
-    lonely = np.flatnonzero(out < 0)
-    if lonely.size:
-        used = np.zeros(xs.shape[0], dtype=bool)
-        used[heads] = True
-        for j in lonely:
-            if used.all():
-                break
-            diff = np.asarray(xs, dtype=np.float64) - centers[j]
-            dd = np.einsum("ij,ij->i", diff, diff)
-            dd[used] = np.inf
-            p = int(np.argmin(dd))
-            used[p] = True
-            out[j] = p
-    return out
+def fit_pool(pool, n_clusters: int, *, z: float, rng: np.random.Generator,
+             fit_sample_size="auto", max_iter: int = 20, tol: float = 1e-4,
+             chunk_size: int | None = None, backend=None, memory_limit=None,
+             progress: bool = False, spill_dir: str | None = None) -> FittedState:
+    """Fit the (k, z)-clustering of a validated pool and assign every row (see the module
+    docs). Inputs are trusted: the public entries check them."""
+    n, d = pool.n, pool.d
+    k = n_clusters
+    rows = fit_rows(n, k, fit_sample_size, rng)
+    in_memory = pool.kind == "in-memory" and memory_limit is None
+    xs = np.asarray(pool.take(rows), dtype=np.float64)
+    if not pool.checked:
+        check_finite_rows(xs, 0, "X", rows=rows)
+    positions, fitted, n_iter = fit_centers(
+        xs, min(k, xs.shape[0]), z=z, rng=rng, backend=get_backend(backend), max_iter=max_iter,
+        tol=tol, chunk_size=chunk_size, progress=progress)
+    center_rows = rows[positions]  # rows is sorted, so center_rows is sorted too
+    ccoords = xs[positions].copy()
+    del xs
+    kc = center_rows.shape[0]
+    if kc < k:
+        warnings.warn(
+            f"only {kc} distinct centers could be placed for n_clusters={k} "
+            "(the data has fewer distinct rows); querying those.",
+            stacklevel=3,
+        )
+    plan = plan_chunks(2**62 if in_memory else memory_limit, n=n, d=d, k=kc,
+                       itemsize=np.dtype(pool.dtype).itemsize, fit_rows=rows.shape[0],
+                       chunk_size=None if in_memory else chunk_size)
+    job = AssignJob(ccoords, center_rows, z=z, backend=backend,
+                    chunk_size=chunk_size if in_memory else plan.assign_rows,
+                    check=not pool.checked, shared=pool.kind != "dask")
+    state = pool.assign_rows(job, plan, progress=progress, spill_dir=spill_dir)
+    path = "dask" if pool.kind == "dask" else ("in-memory" if in_memory else "out-of-core")
+    logger.debug("fit_pool: n=%d d=%d k=%d path=%s chunk=%d blocks=%d", n, d, kc, path,
+                 plan.chunk_rows, state.n_blocks)
+    clustering = Clustering(
+        center_indices=center_rows, labels=state.labels, distances=state.distances,
+        cost=state.cost, cluster_sizes=state.sizes, fitted_centers=fitted, z=float(z),
+        fit_sample_size=int(rows.shape[0]), n_iter=int(n_iter))
+    return FittedState(clustering=clustering, rows=state, query_points=ccoords, path=path,
+                       n=int(n), d=int(d))
 
 
 def kz_clustering(X, n_clusters: int, *, z: float = 2.0, seed=None,
@@ -285,81 +253,21 @@ def kz_clustering(X, n_clusters: int, *, z: float = 2.0, seed=None,
     >>> sorted(cl.cluster_sizes.tolist()), cl.cost
     ([2, 2], 2.0)
     """
-    X = check_embeddings(X)
-    n, d = X.shape
-    k = check_n_clusters(n_clusters, n)
+    pool = as_pool(X)
+    k = check_n_clusters(n_clusters, pool.n)
     z = check_z(z)
     rng = check_random_state(seed)
-    if fit_sample_size == "auto":
-        m = _default_fit_size(n, k)
-    else:
-        m = min(n, check_positive_int(fit_sample_size, "fit_sample_size", minimum=k))
-    if m >= n:
-        rows = np.arange(n)
-    else:
-        rows = np.sort(rng.choice(n, size=m, replace=False))
-    # float64 whatever the input, so that every path (in memory, out of core, Dask) that fits
-    # on the same rows finds the same centers
-    xs = np.asarray(X[rows], dtype=np.float64)
-    assign_fn = _resolve_assign(backend)
-
-    ms = _default_seed_size(m, k)
-    seed_rows = np.arange(m) if ms >= m else np.sort(rng.choice(m, size=ms, replace=False))
-    init = dz_seeding(xs[seed_rows], k, z=z, seed=rng, progress=progress)
-    centers = xs[seed_rows[init]].copy()
-    k_fit = centers.shape[0]
-
-    best_cost, best_centers, best_fit, n_iter = np.inf, centers, None, 0
-    prev = np.inf
-    bar = Progress(max_iter, "fitting", enabled=progress, unit="steps")
-    for n_iter in range(1, max_iter + 1):  # noqa: B007 (n_iter is reported after the loop)
-        labels, dist = assign_fn(xs, centers, z=z, chunk_size=chunk_size)
-        cost = float(dist.sum())
-        if cost < best_cost:
-            best_cost, best_centers, best_fit = cost, centers, (labels, dist)
-        bar.update(1)
-        if cost == 0 or (prev - cost) <= tol * cost:
-            break
-        prev = cost
-        centers, empty = _update_centers(xs, labels, dist, k_fit, z, centers)
-        if empty.any():
-            # re-seed empty clusters at the rows farthest from their centers
-            far = np.argsort(dist)[::-1][: int(empty.sum())]
-            centers[np.flatnonzero(empty)] = xs[far]
-    bar.close()
-
-    snapped = _snap(best_centers, xs, *best_fit)
-    snapped = snapped[snapped >= 0]
-    center_rows = np.unique(rows[snapped])  # sorted, distinct pool rows
-    if center_rows.shape[0] < k:
-        warnings.warn(
-            f"only {center_rows.shape[0]} distinct centers could be placed for n_clusters={k} "
-            "(the data has fewer distinct rows); querying those.",
-            stacklevel=2,
-        )
-    ccoords = np.asarray(X[center_rows], dtype=np.float64)
-    labels, dist = assign_fn(X, ccoords, z=z, chunk_size=chunk_size, progress=progress)
-    dist[center_rows] = 0.0  # a center's own distance is exactly 0 (ties between equal rows)
-    labels[center_rows] = np.arange(center_rows.shape[0])
-    sizes = np.bincount(labels, minlength=center_rows.shape[0]).astype(np.int64)
-    logger.debug("kz_clustering: n=%d k=%d m=%d iters=%d cost=%.6g", n, k, m, n_iter,
-                 float(dist.sum()))
-    return Clustering(
-        center_indices=center_rows,
-        labels=labels,
-        distances=dist,
-        cost=float(dist.sum()),
-        cluster_sizes=sizes,
-        fitted_centers=best_centers,
-        z=z,
-        fit_sample_size=int(m),
-        n_iter=int(n_iter),
-    )
+    check_positive_int(max_iter, "max_iter")
+    return fit_pool(pool, k, z=z, rng=rng, fit_sample_size=fit_sample_size, max_iter=max_iter,
+                    tol=tol, chunk_size=chunk_size, backend=backend,
+                    progress=progress).clustering
 
 
-def _resolve_assign(backend):
-    if backend is None or backend == "numpy":
-        return assign
-    from .backends import get_backend
-
-    return get_backend(backend).assign
+def cluster_array(X: np.ndarray, n_clusters: int, *, z: float, rng: np.random.Generator,
+                  fit_sample_size="auto", max_iter: int = 20, tol: float = 1e-4,
+                  chunk_size: int | None = None, progress: bool = False,
+                  backend=None) -> Clustering:
+    """:func:`kz_clustering` on an array its caller already validated (no second scan)."""
+    return fit_pool(ArrayPool(X), n_clusters, z=z, rng=rng, fit_sample_size=fit_sample_size,
+                    max_iter=max_iter, tol=tol, chunk_size=chunk_size, backend=backend,
+                    progress=progress).clustering

@@ -51,7 +51,7 @@ from ._validation import (
     check_z,
     iter_chunks,
 )
-from .assign import power_of_distance
+from .kernels import pairwise_sq_dists, power_of_distance
 
 __all__ = [
     "HolderEstimate",
@@ -111,10 +111,8 @@ def _nearest_others(P: np.ndarray, n_neighbors: int) -> tuple[np.ndarray, np.nda
     sq = np.empty((m, nn))
     block = max(1, _BLOCK_ELEMS // max(1, m))
     for start, stop in iter_chunks(m, block):
-        g = P[start:stop] @ P.T
-        g *= -2.0
-        g += norms[None, :]
-        g += norms[start:stop, None]
+        g = pairwise_sq_dists(P[start:stop], P, anorm=norms[start:stop], bnorm=norms,
+                              dtype=np.float64)
         g[np.arange(stop - start), np.arange(start, stop)] = np.inf  # not oneself
         part = np.argpartition(g, nn - 1, axis=1)[:, :nn] if nn < m - 1 else np.argsort(g, axis=1)[:, :nn]
         # exact distances of the candidates, from the differences
@@ -162,11 +160,14 @@ def estimate_holder_constant(points, losses, *, z: float = 2.0, quantile: float 
     (3.0, 19)
     """
     P = np.ascontiguousarray(check_embeddings(points, name="points"), dtype=np.float64)
+    y = check_losses(losses, np.arange(P.shape[0]), name="losses")
+    return _holder(P, y, z=check_z(z), q=check_fraction(quantile, "quantile", low_open=True),
+                   nn=check_positive_int(n_neighbors, "n_neighbors"))
+
+
+def _holder(P: np.ndarray, y: np.ndarray, *, z: float, q: float, nn: int = 3) -> HolderEstimate:
+    """:func:`estimate_holder_constant` on validated float64 points and losses."""
     m = P.shape[0]
-    y = check_losses(losses, np.arange(m), name="losses")
-    z = check_z(z)
-    q = check_fraction(quantile, "quantile", low_open=True)
-    nn = check_positive_int(n_neighbors, "n_neighbors")
     if m < 2:
         return HolderEstimate(0.0, q, 0.0, 0.0, 0, 0, z)
     idx, sq = _nearest_others(P, nn)
@@ -211,6 +212,12 @@ def nearest_neighbour_r2(points, losses, *, weights=None) -> float | None:
     w = np.ones(m) if weights is None else np.asarray(weights, dtype=np.float64).reshape(-1)
     if w.shape[0] != m:
         raise ValueError(f"weights must have {m} entries, one per row of points; got {w.shape[0]}.")
+    return _nn_r2(P, y, w)
+
+
+def _nn_r2(P: np.ndarray, y: np.ndarray, w: np.ndarray) -> float | None:
+    """:func:`nearest_neighbour_r2` on validated inputs."""
+    m = P.shape[0]
     if m < 3 or w.sum() <= 0:
         return None
     idx, _ = _nearest_others(P, 1)
@@ -274,9 +281,16 @@ def predicted_design_effect(points, losses, *, lam: float, n: int, hat_total: fl
     (60, True)
     """
     P = np.ascontiguousarray(check_embeddings(points, name="points"), dtype=np.float64)
+    y = check_losses(losses, np.arange(P.shape[0]), name="losses")
+    return _design_effect(P, y, lam=lam, n=n, hat_total=hat_total, cost=cost, z=check_z(z),
+                          mix=mix, scale=scale, min_rows=min_rows)
+
+
+def _design_effect(P: np.ndarray, y: np.ndarray, *, lam: float, n: int, hat_total: float,
+                   cost: float, z: float, mix: float = 0.0, scale: float = 2.0,
+                   min_rows: int = 20) -> dict:
+    """:func:`predicted_design_effect` on validated inputs."""
     m = P.shape[0]
-    y = check_losses(losses, np.arange(m), name="losses")
-    z = check_z(z)
     if m < 2 or cost <= 0 or n <= 0:
         return {"design_effect": None, "rows": 0}
     idx, sq = _nearest_others(P, 1)
@@ -342,10 +356,11 @@ def _query_report(Q, ql, sizes, *, z, lam, n, hat_total, cost, mix, quantile):
         keep = np.linspace(0, Q.shape[0] - 1, _MAX_QUERY_ROWS).round().astype(np.int64)
         Q, ql, sizes = Q[keep], ql[keep], sizes[keep]
     if got is None:
-        holder = estimate_holder_constant(Q, ql, z=z, quantile=quantile)
-        r2 = nearest_neighbour_r2(Q, ql, weights=sizes)
-        pred = predicted_design_effect(Q, ql, lam=lam, n=n, hat_total=hat_total, cost=cost,
-                                       z=z, mix=mix)
+        Q = np.ascontiguousarray(Q, dtype=np.float64)
+        holder = _holder(Q, ql, z=float(z), q=float(quantile))
+        r2 = _nn_r2(Q, ql, np.asarray(sizes, dtype=np.float64))
+        pred = _design_effect(Q, ql, lam=lam, n=n, hat_total=hat_total, cost=cost, z=float(z),
+                              mix=mix)
         pair_scale = None
         if cost > 0:
             _, sq = _nearest_others(Q, 1)
@@ -358,17 +373,22 @@ def _query_report(Q, ql, sizes, *, z, lam, n, hat_total, cost, mix, quantile):
     return holder, r2, dict(pred), pair_scale
 
 
-def selection_diagnostics(*, p: np.ndarray, indices: np.ndarray, weights: np.ndarray,
-                          query_points, query_losses, cluster_sizes, cost: float,
-                          hat_total: float, lam: float, lam_rule: str, z: float, size: int,
-                          replace: bool, mix: float = 0.0, holder_quantile: float = 0.9,
-                          theorem: str = "Theorem 5", n_queries: int | None = None) -> dict:
+def selection_diagnostics(*, p: np.ndarray | None = None, indices: np.ndarray,
+                          weights: np.ndarray, query_points, query_losses, cluster_sizes,
+                          cost: float, hat_total: float, lam: float, lam_rule: str, z: float,
+                          size: int, replace: bool, mix: float = 0.0,
+                          holder_quantile: float = 0.9, theorem: str = "Theorem 5",
+                          n_queries: int | None = None,
+                          p_summary: tuple[int, int, float, float] | None = None) -> dict:
     """The diagnostics report of a sensitivity sample, before its losses are known.
 
     Parameters
     ----------
-    p : ndarray of shape (n,)
-        The per-draw probabilities of every pool row.
+    p : ndarray of shape (n,), optional
+        The per-draw probabilities of every pool row; or give ``p_summary``.
+    p_summary : tuple (n, zero_rows, min p, max p), optional
+        What the report needs of ``p``, for pools whose ``p`` is never held whole (the sample
+        step computes it block by block).
     indices, weights : ndarray of shape (s,)
         The selection's rows and weights.
     query_points : array-like of shape (k, d) or None
@@ -435,8 +455,10 @@ def selection_diagnostics(*, p: np.ndarray, indices: np.ndarray, weights: np.nda
     >>> rep["effective_sample_size"], rep["max_weight_share"], rep["zero_probability_rows"]
     (2.0, 0.5, 0)
     """
-    p = np.asarray(p, dtype=np.float64)
-    n = p.shape[0]
+    if p_summary is None:
+        p = np.asarray(p, dtype=np.float64)
+        p_summary = (p.shape[0], int(np.count_nonzero(p <= 0)), float(p.min()), float(p.max()))
+    n, zero_rows, p_min, p_max = int(p_summary[0]), int(p_summary[1]), p_summary[2], p_summary[3]
     Q = None if query_points is None else np.asarray(query_points, dtype=np.float64)
     ql = np.asarray(query_losses, dtype=np.float64)
     sizes = np.asarray(cluster_sizes, dtype=np.float64)
@@ -450,7 +472,6 @@ def selection_diagnostics(*, p: np.ndarray, indices: np.ndarray, weights: np.nda
     total_w = float(wsum.sum())
     ess = total_w**2 / float(np.dot(wsum, wsum)) if total_w > 0 else 0.0
     share = float(wsum.max() / total_w) if total_w > 0 else 1.0
-    zero_rows = int(np.count_nonzero(p <= 0))
 
     holder, r2, pred, pair_scale = _query_report(Q, ql, sizes, z=z, lam=lam, n=n,
                                                  hat_total=hat_total, cost=cost, mix=mix,
@@ -542,8 +563,8 @@ def selection_diagnostics(*, p: np.ndarray, indices: np.ndarray, weights: np.nda
         "effective_sample_size": float(ess),
         "max_weight_share": share,
         "zero_probability_rows": zero_rows,
-        "min_np": float(p.min() * n),
-        "max_np": float(p.max() * n),
+        "min_np": float(p_min * n),
+        "max_np": float(p_max * n),
         "nn_r2": _finite_or_none(r2),
         "predicted_design_effect": None if deff is None else _finite_or_none(deff),
         "predicted_design_effect_infinite": bool(deff is not None and not math.isfinite(deff)),

@@ -38,13 +38,13 @@ import numpy as np
 from ._progress import Progress
 from ._validation import (
     check_choice,
-    check_embeddings,
     check_positive_int,
     check_random_state,
     check_z,
-    iter_chunks,
 )
-from .assign import assign, power_of_distance
+from .backends import NumpyBackend
+from .kernels import CenterSet, nearest_centers, power_of_distance
+from .pools import as_pool
 
 __all__ = ["prefix_order", "IncrementalAssignment", "PREFIX_METHODS"]
 
@@ -62,12 +62,25 @@ def _chunk_rows(d: int, chunk_size: int | None) -> int:
     return int(max(256, _DIFF_BYTES // (8 * max(1, d))))
 
 
-def _dist_to_row(X: np.ndarray, c: np.ndarray, z: float, chunk: int, out: np.ndarray) -> None:
-    """``out = min(out, ||X - c||^z)`` in place, chunk by chunk, exact in float64."""
-    for start, stop in iter_chunks(X.shape[0], chunk):
-        diff = np.asarray(X[start:stop], dtype=np.float64) - c
+def _dist_to_row(pool, c: np.ndarray, z: float, chunk: int, out: np.ndarray) -> None:
+    """``out = min(out, ||X - c||^z)`` in place, block by block, exact in float64."""
+    for start, xb in pool.blocks(chunk):
+        stop = start + xb.shape[0]
+        diff = np.asarray(xb, dtype=np.float64) - c
         sq = np.einsum("ij,ij->i", diff, diff)
         np.minimum(out[start:stop], power_of_distance(sq, z), out=out[start:stop])
+
+
+def _nearest(pool, centers: np.ndarray, z: float, chunk_size: int | None):
+    """Labels and ``v`` of every row of the pool against ``centers``, block by block."""
+    labels = np.empty(pool.n, dtype=np.int64)
+    dist = np.empty(pool.n, dtype=np.float64)
+    cs = CenterSet(centers)
+    for start, xb in pool.blocks(max(chunk_size or 0, 1 << 16)):
+        stop = start + xb.shape[0]
+        nearest_centers(xb, cs, backend=NumpyBackend, z=z, chunk_size=chunk_size,
+                        labels=labels[start:stop], dist=dist[start:stop])
+    return labels, dist
 
 
 def prefix_order(X, length: int | None = None, *, z: float = 2.0, method: str = "dz",
@@ -110,13 +123,21 @@ def prefix_order(X, length: int | None = None, *, z: float = 2.0, method: str = 
     >>> sorted(X[order].ravel().round().tolist())
     [0.0, 10.0, 21.0]
     """
-    X = check_embeddings(X)
-    n, d = X.shape
+    pool = as_pool(X)
+    n = pool.n
     m = n if length is None else check_positive_int(length, "length", minimum=1, maximum=n,
                                                      maximum_name="n")
     z = check_z(z)
     method = check_choice(method, "method", PREFIX_METHODS)
     rng = check_random_state(seed)
+    return _prefix_order(pool, m, z=z, method=method, rng=rng, chunk_size=chunk_size,
+                         progress=progress)
+
+
+def _prefix_order(pool, m: int, *, z: float, method: str, rng: np.random.Generator,
+                  chunk_size: int | None, progress: bool) -> np.ndarray:
+    """:func:`prefix_order` on a validated pool."""
+    n, d = pool.n, pool.d
     chunk = _chunk_rows(d, chunk_size)
 
     order = np.empty(m, dtype=np.int64)
@@ -126,18 +147,18 @@ def prefix_order(X, length: int | None = None, *, z: float = 2.0, method: str = 
         first = int(rng.integers(n))
     else:
         mean = np.zeros(d)
-        for start, stop in iter_chunks(n, chunk):
-            mean += np.asarray(X[start:stop], dtype=np.float64).sum(axis=0)
+        for _, xb in pool.blocks(chunk):
+            mean += np.asarray(xb, dtype=np.float64).sum(axis=0)
         mean /= n
-        _, dmean = assign(X, mean[None, :], z=2.0, chunk_size=chunk_size)
+        _, dmean = _nearest(pool, mean[None, :], 2.0, chunk_size)
         first = int(np.argmin(dmean))
     order[0] = first
     taken[first] = True
     bar = Progress(m, f"prefix order ({method})", enabled=progress, unit="rows")
     bar.update(1)
     for t in range(1, m):
-        last = np.asarray(X[order[t - 1]], dtype=np.float64)
-        _dist_to_row(X, last, z, chunk, mind)
+        last = np.asarray(pool.take(order[t - 1:t])[0], dtype=np.float64)
+        _dist_to_row(pool, last, z, chunk, mind)
         mind[order[t - 1]] = 0.0
         total = float(mind.sum())
         if not total > 0:
@@ -199,10 +220,10 @@ class IncrementalAssignment:
     """
 
     def __init__(self, X, *, z: float = 2.0, chunk_size: int | None = None):
-        self.X = check_embeddings(X)
+        self.pool = as_pool(X)
         self.z = check_z(z)
         self.chunk_size = chunk_size
-        n = self.X.shape[0]
+        n = self.pool.n
         self.labels = np.full(n, -1, dtype=np.int64)
         self.distances = np.full(n, np.inf)
         self.centers = np.empty(0, dtype=np.int64)
@@ -222,8 +243,8 @@ class IncrementalAssignment:
         if rows.size == 0:
             return self
         start = self.centers.shape[0]
-        coords = np.asarray(self.X[rows], dtype=np.float64)
-        lab, dist = assign(self.X, coords, z=self.z, chunk_size=self.chunk_size)
+        coords = np.asarray(self.pool.take(rows), dtype=np.float64)
+        lab, dist = _nearest(self.pool, coords, self.z, self.chunk_size)
         better = dist < self.distances
         self.labels[better] = start + lab[better]
         self.distances[better] = dist[better]

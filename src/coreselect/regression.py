@@ -54,14 +54,18 @@ import numpy as np
 from ._optional import require
 from ._validation import (
     check_embeddings,
+    check_mix,
     check_n_clusters,
+    check_oracle,
     check_positive_int,
     check_random_state,
     check_size,
     iter_chunks,
 )
-from .clustering import Clustering, kz_clustering
+from .clustering import Clustering, cluster_array
+from .kernels import pairwise_sq_dists
 from .oracle import LossCache, ask_oracle
+from .pools import available_memory
 from .selection import Selection
 from .sensitivity import (
     draw_sample,
@@ -278,13 +282,6 @@ def _exact_distances(A: np.ndarray, center_rows: np.ndarray, labels: np.ndarray,
     return out
 
 
-def _available_memory() -> int:
-    try:
-        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
-        return 2**34
-
-
 def kmedoids_clustering(A, n_clusters: int, *, seed=None, max_iter: int = 100,
                         max_memory: int | None = None) -> Clustering:
     """k-medoids (Euclidean, z = 1) by FasterPAM from the optional ``kmedoids`` package.
@@ -320,7 +317,7 @@ def kmedoids_clustering(A, n_clusters: int, *, seed=None, max_iter: int = 100,
     k = check_n_clusters(n_clusters, n)
     rng = check_random_state(seed)
     need = 4 * n * n
-    limit = _available_memory() // 2 if max_memory is None else int(max_memory)
+    limit = available_memory() // 2 if max_memory is None else int(max_memory)
     if need > limit:
         raise ValueError(
             f"clustering='kmedoids' needs an n x n distance matrix: {need / 2**30:.2f} GiB for "
@@ -361,11 +358,8 @@ def pairwise_distance_matrix(A: np.ndarray, chunk_size: int = 2048) -> np.ndarra
     norms = np.einsum("ij,ij->i", x32, x32)
     out = np.empty((n, n), dtype=np.float32)
     for start, stop in iter_chunks(n, chunk_size):
-        block = np.matmul(x32[start:stop], x32.T, out=out[start:stop])
-        block *= -2.0
-        block += norms[start:stop, None]
-        block += norms[None, :]
-        np.maximum(block, 0.0, out=block)
+        block = pairwise_sq_dists(x32[start:stop], x32, anorm=norms[start:stop], bnorm=norms,
+                                  out=out[start:stop])
         np.sqrt(block, out=block)
     np.fill_diagonal(out, 0.0)
     return out
@@ -383,9 +377,9 @@ def _kmedian(A: np.ndarray, k: int, rng: np.random.Generator, projection_dim,
         if dim >= d:
             dim = None
     if dim is None:
-        return kz_clustering(A, k, z=1.0, seed=rng, **fit_params), None
+        return cluster_array(A, k, z=1.0, rng=rng, **fit_params), None
     P = random_projection(A, dim, seed=rng)
-    cl = kz_clustering(P, k, z=1.0, seed=rng, **fit_params)
+    cl = cluster_array(P, k, z=1.0, rng=rng, **fit_params)
     del P
     dist = _exact_distances(A, cl.center_indices, cl.labels)
     return Clustering(center_indices=cl.center_indices, labels=cl.labels, distances=dist,
@@ -404,10 +398,10 @@ def _center_term(A, centers: np.ndarray, labels: np.ndarray, sizes: np.ndarray,
     over the eligible rows (or is all 0 when none is eligible). ``O(k d min(k, d))``; when
     every center row is 0 the mass is spread evenly over the clusters.
     """
-    from .baselines.leverage import leverage_scores
+    from .baselines.leverage import trusted_leverage_scores
 
     C = np.asarray(A[centers], dtype=np.float64) * np.sqrt(sizes.astype(np.float64))[:, None]
-    h = leverage_scores(C)  # all 1 when k <= d and the centers are independent (no QR then)
+    h = trusted_leverage_scores(C)  # all 1 when k <= d and the centers are independent (no QR then)
     m = np.bincount(labels[eligible], minlength=centers.shape[0]).astype(np.float64)
     h = np.where(m > 0, h, 0.0)
     if not np.any(h > 0):  # e.g. every center row is zero: spread evenly over the clusters
@@ -508,19 +502,9 @@ def regression_sample(A, label_oracle: Callable, size: int, *, n_clusters: int |
     size = check_size(size, n, replace=replace)
     zeta = _check_nonneg(zeta, "zeta", allow_inf=True)
     ridge = _check_nonneg(ridge, "ridge")
-    mix_rule = "given"
-    if isinstance(mix, str):
-        if mix != "auto":
-            raise ValueError(f"mix must be 'auto' or a real number in [0, 1); got {mix!r}.")
-        mix_rule = "auto"
-    else:
-        mix = _check_nonneg(mix, "mix")
-        if mix >= 1:
-            raise ValueError(f"mix must be 'auto' or a real number in [0, 1); got {mix}.")
-    if not callable(label_oracle):
-        raise TypeError(
-            f"label_oracle must be callable (indices -> labels); got {type(label_oracle).__name__}."
-        )
+    mix = check_mix(mix, allowed=("auto",))
+    mix_rule = "auto" if mix == "auto" else "given"
+    check_oracle(label_oracle, name="label_oracle", what="labels")
 
     # 1. k-median (or k-medoids) on the rows
     dim = None

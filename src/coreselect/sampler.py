@@ -9,23 +9,23 @@ from collections.abc import Callable
 import numpy as np
 
 from ._validation import (
-    check_embeddings,
-    check_fraction,
     check_lam,
     check_losses,
+    check_memory_limit,
+    check_mix,
     check_n_clusters,
+    check_oracle,
+    check_positive_int,
     check_random_state,
     check_size,
     check_z,
 )
-from .clustering import kz_clustering
+from .backends import get_backend
+from .clustering import Clustering, FittedState, fit_pool
 from .oracle import LossCache, ask_oracle
+from .pools import as_pool
 from .selection import Selection
-from .sensitivity import (
-    draw_sample,
-    resolve_lam,
-    sensitivity_probabilities,
-)
+from .sensitivity import sample_selection
 
 __all__ = ["SensitivitySampler", "sensitivity_sample"]
 
@@ -59,8 +59,8 @@ class SensitivitySampler:
     memory_limit : int, str or None, default=None
         Bound on the memory of the fit (bytes, or "1.5GB"). When given, or when ``X`` is a
         memmap, a ``.npy`` path or a list of shards, the pool is read in chunks sized to it
-        (None: half the available RAM) and never loaded whole; see :mod:`coreselect.outofcore`.
-        A Dask array is fitted on its cluster (:mod:`coreselect.backends.dask`).
+        (None: half the available RAM) and never loaded whole; see :mod:`coreselect.pools`.
+        A Dask array is fitted on its cluster (:mod:`coreselect.pools.dask`).
 
     Attributes
     ----------
@@ -104,34 +104,63 @@ class SensitivitySampler:
         self.memory_limit = memory_limit
 
     def fit(self, X) -> SensitivitySampler:
-        """Cluster ``X`` and set ``query_indices_``, ``labels_``, ``distances_``, ``cost_``."""
-        from .outofcore import fit_sampler_routed
+        """Cluster ``X`` and set ``query_indices_``, ``labels_``, ``distances_``, ``cost_``.
 
-        if fit_sampler_routed(self, X):  # Dask array, memmap, shard list or memory_limit
-            return self
-        self._ooc = None
-        X = check_embeddings(X)
-        n = X.shape[0]
+        ``X`` may be any pool (see :func:`coreselect.pools.as_pool`); it is validated here,
+        once, and the fit below trusts it.
+        """
+        pool = as_pool(X)
+        self._check_params(pool.n)
+        return self._fit_pool(pool, check_random_state(self.seed))
+
+    def _check_params(self, n: int) -> None:
         check_n_clusters(self.n_clusters, n)
         check_z(self.z)
-        self._rng = check_random_state(self.seed)
-        cl = kz_clustering(
-            X, self.n_clusters, z=self.z, seed=self._rng, fit_sample_size=self.fit_sample_size,
-            max_iter=self.max_iter, chunk_size=self.chunk_size, progress=self.progress,
-            backend=self.backend,
-        )
-        self.query_indices_ = cl.center_indices
-        self.labels_ = cl.labels
-        self.distances_ = cl.distances
-        self.cost_ = cl.cost
-        self.cluster_sizes_ = cl.cluster_sizes
-        self.n_samples_, self.n_features_in_ = X.shape
-        self.clustering_ = cl
-        self._query_points = np.asarray(X[cl.center_indices], dtype=np.float64)  # diagnostics
+        check_positive_int(self.max_iter, "max_iter")
+        if self.chunk_size is not None:
+            check_positive_int(self.chunk_size, "chunk_size")
+        if self.memory_limit is not None and self.memory_limit != "auto":
+            check_memory_limit(self.memory_limit)
+        get_backend(self.backend)
+
+    def _fit_pool(self, pool, rng: np.random.Generator) -> SensitivitySampler:
+        """The one fit on a validated pool; the sampler's random stream continues in ``rng_``."""
+        self.state_ = fit_pool(
+            pool, int(self.n_clusters), z=float(self.z), rng=rng,
+            fit_sample_size=self.fit_sample_size, max_iter=int(self.max_iter),
+            chunk_size=self.chunk_size, backend=self.backend, memory_limit=self.memory_limit,
+            progress=self.progress)
+        self.rng_ = rng
         return self
 
+    @classmethod
+    def _from_state(cls, params: dict, state: FittedState, rng: np.random.Generator,
+                    fingerprint: dict | None = None) -> SensitivitySampler:
+        """A fitted sampler from a saved state (used by :mod:`coreselect.persist`)."""
+        sampler = cls(params.pop("n_clusters"), **params)
+        sampler.state_ = state
+        sampler.rng_ = rng
+        sampler.fingerprint_ = fingerprint
+        return sampler
+
+    # the fitted attributes, read from the one fitted state
+    query_indices_ = property(lambda self: self._fitted().clustering.center_indices)
+    labels_ = property(lambda self: self._fitted().clustering.labels)
+    distances_ = property(lambda self: self._fitted().clustering.distances)
+    cost_ = property(lambda self: self._fitted().clustering.cost)
+    cluster_sizes_ = property(lambda self: self._fitted().clustering.cluster_sizes)
+    n_samples_ = property(lambda self: self._fitted().n)
+    n_features_in_ = property(lambda self: self._fitted().d)
+    clustering_: Clustering = property(lambda self: self._fitted().clustering)
+
+    def _fitted(self) -> FittedState:
+        state = self.__dict__.get("state_")
+        if state is None:
+            raise AttributeError("this SensitivitySampler is not fitted yet; call fit(X) first.")
+        return state
+
     def _check_fitted(self) -> None:
-        if not hasattr(self, "query_indices_"):
+        if "state_" not in self.__dict__:
             raise RuntimeError("this SensitivitySampler is not fitted yet; call fit(X) first.")
 
     def sample(self, query_losses, size: int, *, lam="auto", replace: bool = True,
@@ -175,56 +204,56 @@ class SensitivitySampler:
                 )
             query_losses = [query_losses[int(i)] for i in self.query_indices_]
         losses = check_losses(query_losses, self.query_indices_, name="query_losses")
-        n = self.n_samples_
-        size = check_size(size, n, replace=replace)
-        rng = self._rng if seed is None else check_random_state(seed)
-        mix = check_fraction(mix, "mix")
-        if getattr(self, "_ooc", None) is not None:  # fitted out of core or on Dask
-            from .outofcore import sample_out_of_core
+        size = check_size(size, self.n_samples_, replace=replace)
+        rng = self.rng_ if seed is None else check_random_state(seed)
+        lam = check_lam(lam)
+        mix = check_mix(mix)
+        return self._sample(losses, size, lam=lam, replace=replace, rng=rng, mix=mix)
 
-            return sample_out_of_core(self, losses, size, lam=lam, replace=replace, rng=rng,
-                                      mix=mix)
-        l_hat = losses[self.labels_]
-        hat_total = float(np.dot(self.cluster_sizes_.astype(np.float64), losses))
-        lam_value, lam_rule = resolve_lam(lam, hat_total, self.cost_)
-        p = sensitivity_probabilities(l_hat, self.distances_, lam_value, mix)
-        del l_hat
-        idx, prob, weights = draw_sample(p, size, replace, rng)
-        centers = self.query_indices_[self.labels_[idx]]
-        params = {
-            "lam": lam_value, "lam_rule": lam_rule, "z": float(self.z),
-            "n_clusters": int(self.n_clusters), "cost": float(self.cost_),
-            "hat_total": hat_total, "size": int(size), "mix": mix,
-        }
-        from .diagnostics import selection_diagnostics
-
-        diagnostics = selection_diagnostics(
-            p=p, indices=idx, weights=weights, query_points=getattr(self, "_query_points", None),
-            query_losses=losses, cluster_sizes=self.cluster_sizes_, cost=self.cost_,
-            hat_total=hat_total, lam=lam_value, lam_rule=lam_rule, z=self.z, size=size,
-            replace=replace, mix=mix,
-        )
-        return Selection(
-            indices=idx, weights=weights, probabilities=prob, n=n, centers=centers,
-            query_indices=self.query_indices_, query_losses=losses,
-            cluster_sizes=self.cluster_sizes_, replace=replace, method="sensitivity",
-            params=params, diagnostics=diagnostics,
-        )
+    def _sample(self, losses: np.ndarray, size: int, *, lam, replace: bool,
+                rng: np.random.Generator, mix: float) -> Selection:
+        """The one sample step on validated inputs."""
+        state = self._fitted()
+        return sample_selection(
+            state.rows, query_indices=self.query_indices_, query_losses=losses,
+            query_points=state.query_points, size=size, lam=lam, replace=replace, rng=rng,
+            mix=mix, z=float(self.z), n_clusters=int(self.n_clusters), path=state.path)
 
     def save(self, path, *, X=None) -> str:
         """Write the fitted state to ``path`` (``.npz`` + JSON, no pickles); see
         :func:`coreselect.persist.save_sampler`. Give ``X`` to store its full fingerprint."""
-        from .persist import save_sampler
+        from ._planfile import write_plan
 
-        return save_sampler(self, path, X=X)
+        self._check_fitted()
+        params = {name: getattr(self, name, None) for name in _PARAMS}
+        fingerprint = None
+        if X is not None:
+            from ._validation import check_embeddings
+            from .io import fingerprint as compute_fingerprint
+
+            fingerprint = compute_fingerprint(check_embeddings(X))
+        return write_plan(path, params, self._fitted(), self.rng_,
+                          fingerprint or getattr(self, "fingerprint_", None))
 
     @classmethod
     def load(cls, path, X=None) -> SensitivitySampler:
         """Read a sampler written by :meth:`save`; refuses embeddings ``X`` it was not fitted
         on. ``sample`` then draws what it would have drawn before saving."""
-        from .persist import load_sampler
+        import inspect
 
-        return load_sampler(path, X, cls=cls)
+        from ._planfile import read_plan
+
+        params, state, rng, fingerprint = read_plan(path, X)
+        accepted = inspect.signature(cls.__init__).parameters
+        params = {p: v for p, v in params.items() if p in accepted}
+        if rng is None:
+            rng = check_random_state(params.get("seed"))
+        return cls._from_state(params, state, rng, fingerprint)
+
+
+# Constructor parameters saved with a plan and passed back when loading.
+_PARAMS = ("n_clusters", "z", "seed", "fit_sample_size", "max_iter", "chunk_size", "backend",
+           "memory_limit")
 
 
 def sensitivity_sample(X, oracle: Callable, size: int, *, n_clusters: int, z: float = 2.0,
@@ -243,8 +272,8 @@ def sensitivity_sample(X, oracle: Callable, size: int, *, n_clusters: int, z: fl
     ----------
     X : array-like of shape (n, d)
         Embeddings (numpy array, memmap, DataFrame); a ``.npy`` path or a list of shard
-        paths (read in chunks, see :mod:`coreselect.outofcore`); a Dask array (fitted on its
-        cluster, see :mod:`coreselect.backends.dask`).
+        paths (read in chunks, see :mod:`coreselect.pools`); a Dask array (fitted on its
+        cluster, see :mod:`coreselect.pools.dask`).
     oracle : callable
         ``oracle(indices: ndarray[int64]) -> losses``, one finite loss >= 0 per row; called
         in batches of ``batch_size``.
@@ -294,13 +323,16 @@ def sensitivity_sample(X, oracle: Callable, size: int, *, n_clusters: int, z: fl
     True
     """
     rng = check_random_state(seed)
+    check_oracle(oracle)
+    pool = as_pool(X)
+    size = check_size(size, pool.n, replace=replace)
+    lam = check_lam(lam)
+    mix = check_mix(mix)
+    if batch_size is not None:
+        check_positive_int(batch_size, "batch_size")
     sampler = SensitivitySampler(n_clusters, z=z, seed=rng, progress=progress, **fit_params)
-    from .outofcore import routed_input
-
-    X = routed_input(X, fit_params.get("memory_limit"))  # else check_embeddings(X)
-    check_size(size, X.shape[0], replace=replace)
-    check_lam(lam)
-    sampler.fit(X)
+    sampler._check_params(pool.n)
+    sampler._fit_pool(pool, rng)
     losses = ask_oracle(oracle, sampler.query_indices_, batch_size=batch_size, cache=cache,
                         progress=progress, state=sampler)
-    return sampler.sample(losses, size, lam=lam, replace=replace, seed=rng, mix=mix)
+    return sampler._sample(losses, size, lam=lam, replace=replace, rng=rng, mix=mix)

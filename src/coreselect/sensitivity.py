@@ -1,7 +1,15 @@
-"""Sensitivity probabilities, the choice of lam, and the two ways of drawing a sample.
+"""The one sample step: the lam rule, the probabilities, the draw, and the Selection.
 
 ``p_e = (l_hat(e) + lam v(e)) / (lam Phi + sum l_hat)`` where ``l_hat(e)`` is the oracle's loss
-at e's center and ``v(e) = ||e - A(e)||^z`` (Algorithm 1 of the paper).
+at e's center and ``v(e) = ||e - A(e)||^z`` (Algorithm 1 of the paper), mixed with uniform when
+``mix > 0``: ``p = mix / n + (1 - mix) p``. The formula is written once
+(:func:`block_probabilities`), and so is the fallback to uniform sampling when the total mass
+is 0. :func:`sample_selection` is the step every strategy and every kind of pool uses: from a
+fitted pool's per-row state (:mod:`coreselect.pools.state`) it gets each block's mass from the
+block's per-center counts, sends each of the ``s`` uniforms of an i.i.d. draw to its block by
+the cumulative block masses, and draws inside a block where the block lives (in memory, from a
+spill file, on a Dask worker); the result is the draw from the full vector ``p``, for the
+same seed, whatever the pool. Draws without replacement gather ``p`` (8 bytes a row).
 
 ``lam="auto"`` sets ``lam = sum(l_hat) / Phi``: the queried losses and the distances then each
 carry half of the sampling mass, so every ``p_e`` is at least half of what the pure loss
@@ -20,9 +28,15 @@ import warnings
 import numpy as np
 
 from ._validation import check_lam
+from .diagnostics import selection_diagnostics
+from .selection import Selection
 
 __all__ = [
     "resolve_lam",
+    "block_probabilities",
+    "block_masses",
+    "row_probabilities",
+    "sample_selection",
     "sensitivity_probabilities",
     "draw_with_replacement",
     "inclusion_probabilities",
@@ -43,6 +57,36 @@ def resolve_lam(lam, hat_total: float, cost: float) -> tuple[float, str]:
     return float(hat_total / cost), "auto: lam = sum(l_hat) / Phi (half the mass each)"
 
 
+def block_probabilities(labels: np.ndarray, v: np.ndarray, losses: np.ndarray, lam: float,
+                        total: float, mix: float, n: int) -> np.ndarray:
+    """``p = (losses[labels] + lam v) / total``, mixed: ``p = mix / n + (1 - mix) p``.
+
+    The probability formula of the library, for a block of rows or for all of them.
+    """
+    p = losses[labels] + lam * np.asarray(v, dtype=np.float64)
+    p /= total
+    if mix:
+        p *= 1.0 - mix
+        p += mix / n
+    return p
+
+
+def _zero_mass_warning(stacklevel: int) -> None:
+    warnings.warn(
+        "all query losses are 0 and all points coincide with their centers (total mass 0): "
+        "falling back to uniform sampling.",
+        RuntimeWarning,
+        stacklevel=stacklevel,
+    )
+
+
+def _checked_total(total: float) -> bool:
+    """True when the total mass can be used; False when it is 0 (uniform fallback)."""
+    if not np.isfinite(total):
+        raise ValueError("the sampling mass is not finite; are the losses or distances huge?")
+    return total > 0
+
+
 def sensitivity_probabilities(l_hat: np.ndarray, v: np.ndarray, lam: float,
                               mix: float = 0.0) -> np.ndarray:
     """``p = (l_hat + lam v) / sum(l_hat + lam v)``; uniform (with a warning) if the mass is 0.
@@ -61,23 +105,14 @@ def sensitivity_probabilities(l_hat: np.ndarray, v: np.ndarray, lam: float,
     >>> sensitivity_probabilities(np.array([1.0, 1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0, 1.0]), 1.0, mix=0.2)
     array([0.25, 0.45, 0.05, 0.25])
     """
-    mass = np.asarray(l_hat, dtype=np.float64) + lam * np.asarray(v, dtype=np.float64)
-    total = float(mass.sum())
-    if not total > 0 or not np.isfinite(total):
-        if not np.isfinite(total):
-            raise ValueError("the sampling mass is not finite; are the losses or distances huge?")
-        warnings.warn(
-            "all query losses are 0 and all points coincide with their centers (total mass 0): "
-            "falling back to uniform sampling.",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-        return np.full(mass.shape[0], 1.0 / mass.shape[0])
-    mass /= total
-    if mix:
-        mass *= 1.0 - mix
-        mass += mix / mass.shape[0]
-    return mass
+    l_hat = np.asarray(l_hat, dtype=np.float64)
+    n = l_hat.shape[0]
+    rows = np.arange(n)
+    total = float((l_hat + lam * np.asarray(v, dtype=np.float64)).sum())
+    if not _checked_total(total):
+        _zero_mass_warning(3)
+        return np.full(n, 1.0 / n)
+    return block_probabilities(rows, v, l_hat, lam, total, mix, n)
 
 
 def draw_with_replacement(p: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -154,3 +189,165 @@ def draw_sample(p: np.ndarray, size: int, replace: bool,
     idx = draw_without_replacement(pi, rng)
     prob = pi[idx]
     return idx, prob, 1.0 / prob
+
+
+# --------------------------------------------------------------------------------------------
+# The one sample step
+
+
+def _p_stats(p: np.ndarray) -> tuple[int, float, float]:
+    if p.size == 0:
+        return 0, np.inf, -np.inf
+    return int(np.count_nonzero(p <= 0)), float(p.min()), float(p.max())
+
+
+def _iid_block(labels, v, start, arg):
+    """Probabilities of one block, and the draws of the uniforms ``u`` that fell in it."""
+    losses, lam, total, mix, n, u, carry = arg
+    p = block_probabilities(labels, v, losses, lam, total, mix, n)
+    stats = _p_stats(p)
+    if u.size == 0:
+        return stats, None
+    cdf = np.cumsum(np.concatenate([[carry], p]))[1:]
+    pos = np.minimum(np.searchsorted(cdf, u, side="right"), p.shape[0] - 1)
+    return stats, (start + pos, p[pos], np.asarray(labels[pos], dtype=np.int64))
+
+
+def _all_block(labels, v, start, arg):
+    losses, lam, total, mix, n = arg
+    return block_probabilities(labels, v, losses, lam, total, mix, n)
+
+
+def block_masses(rows, losses: np.ndarray, lam: float) -> np.ndarray:
+    """Every block's sampling mass ``sum_j count[b, j] l_j + lam V_b``, from its counts."""
+    return rows.counts @ np.asarray(losses, dtype=np.float64) + lam * rows.vsum
+
+
+def row_probabilities(rows, losses: np.ndarray, lam: float, mix: float = 0.0) -> np.ndarray:
+    """The sampling probability of every row of a fitted pool (8 bytes a row), block by block
+    where the blocks live; uniform when the total mass is 0."""
+    losses = np.asarray(losses, dtype=np.float64)
+    total = float(block_masses(rows, losses, lam).sum())
+    if not _checked_total(total):
+        return np.full(rows.n, 1.0 / rows.n)
+    args = [(losses, lam, total, mix, rows.n)] * rows.n_blocks
+    return np.concatenate(rows.map_blocks(_all_block, args))
+
+
+def sample_selection(rows, *, query_indices: np.ndarray, query_losses: np.ndarray,
+                     query_points, size: int, lam, replace: bool, rng: np.random.Generator,
+                     mix: float = 0.0, z: float = 2.0, n_clusters: int | None = None,
+                     method: str = "sensitivity", path: str = "in-memory",
+                     lam_rule: str | None = None, params: dict | None = None,
+                     holder_quantile: float = 0.9, theorem: str = "Theorem 5") -> Selection:
+    """Draw the weighted sample of a fitted pool and build its :class:`Selection`.
+
+    Parameters
+    ----------
+    rows : RowState
+        The fitted pool's per-row state (labels, ``v``, per-block counts).
+    query_indices, query_losses : ndarray of shape (k,)
+        The queried rows (label j of ``rows`` is ``query_indices[j]``) and their losses.
+    query_points : ndarray of shape (k, d) or None
+        Their embeddings (for the diagnostics).
+    size : int
+        s.
+    lam : float or "auto"
+        The weight of the distances; with ``lam_rule`` given it is used as it is.
+    replace : bool
+        i.i.d. draws with weights ``1/(s p)``, or s distinct rows with inclusion probabilities
+        ``min(1, c p)`` and weights ``1/pi``.
+    rng : Generator
+        The draw's randomness.
+    mix : float, default=0.0
+        The uniform share.
+    z : float
+        The power of the distance (provenance and diagnostics).
+    n_clusters : int, optional
+        The k asked for (provenance; default: the number of queried rows).
+    method, path : str
+        Provenance: the strategy, and how the pool was read.
+    lam_rule : str, optional
+        How ``lam`` was chosen, when the caller resolved it.
+    params : dict, optional
+        More provenance, merged into ``Selection.params``.
+    holder_quantile : float, default=0.9
+        Quantile of the diagnostics' Hoelder estimate.
+    theorem : str, default="Theorem 5"
+        The bound the diagnostics report.
+
+    Returns
+    -------
+    Selection
+        With ``diagnostics`` (:func:`coreselect.diagnostics.selection_diagnostics`).
+    """
+    losses = np.asarray(query_losses, dtype=np.float64)
+    n = rows.n
+    sizes = rows.sizes
+    cost = rows.cost
+    hat_total = float(np.dot(sizes.astype(np.float64), losses))
+    if lam_rule is None:
+        lam_value, lam_rule = resolve_lam(lam, hat_total, cost)
+    else:
+        lam_value = float(lam)
+    masses = block_masses(rows, losses, lam_value)
+    total = float(masses.sum())
+    d_losses, d_lam, d_mix = losses, lam_value, mix
+    if not _checked_total(total):
+        _zero_mass_warning(4)
+        d_losses, d_lam, d_mix, total = np.zeros_like(losses), 0.0, 1.0, 1.0
+        masses = np.zeros_like(masses)
+    block_rows = np.diff(rows.starts)
+    if replace:
+        shares = masses / total
+        if d_mix:  # p = mix / n + (1 - mix) p, block by block
+            shares = (1.0 - d_mix) * shares + d_mix * block_rows / n
+        bounds = np.cumsum(shares)
+        u = rng.random(size) * bounds[-1]
+        block_of = np.minimum(np.searchsorted(bounds, u, side="right"), rows.n_blocks - 1)
+        order = np.argsort(block_of, kind="stable")
+        cuts = np.searchsorted(block_of[order], np.arange(rows.n_blocks + 1))
+        args = [(d_losses, d_lam, total, d_mix, n, u[order[cuts[b]:cuts[b + 1]]],
+                 0.0 if b == 0 else float(bounds[b - 1])) for b in range(rows.n_blocks)]
+        results = rows.map_blocks(_iid_block, args)
+        idx = np.empty(size, dtype=np.int64)
+        prob = np.empty(size)
+        labs = np.empty(size, dtype=np.int64)
+        for b, (_, got) in enumerate(results):
+            if got is not None:
+                where = order[cuts[b]:cuts[b + 1]]
+                idx[where], prob[where], labs[where] = got
+        stats = [st for st, _ in results]
+        weights = 1.0 / (size * prob)
+    else:
+        args = [(d_losses, d_lam, total, d_mix, n)] * rows.n_blocks
+        p = np.concatenate(rows.map_blocks(_all_block, args)) if rows.n_blocks else np.empty(0)
+        stats = [_p_stats(p)]
+        pi = inclusion_probabilities(p, size)
+        del p
+        idx = draw_without_replacement(pi, rng)
+        prob = pi[idx]
+        del pi
+        labs = rows.take(idx)
+        weights = 1.0 / prob
+    p_summary = (n, sum(st[0] for st in stats), min(st[1] for st in stats),
+                 max(st[2] for st in stats))
+    k = int(query_indices.shape[0])
+    out_params = {
+        "lam": lam_value, "lam_rule": lam_rule, "z": float(z),
+        "n_clusters": int(k if n_clusters is None else n_clusters), "cost": float(cost),
+        "hat_total": hat_total, "size": int(size), "mix": float(mix), "path": path,
+    }
+    if params:
+        out_params.update(params)
+    diagnostics = selection_diagnostics(
+        p_summary=p_summary, indices=idx, weights=weights, query_points=query_points,
+        query_losses=losses, cluster_sizes=sizes, cost=cost, hat_total=hat_total,
+        lam=lam_value, lam_rule=lam_rule, z=z, size=size, replace=replace, mix=mix,
+        holder_quantile=holder_quantile, theorem=theorem)
+    return Selection(
+        indices=idx, weights=weights, probabilities=prob, n=n,
+        centers=np.asarray(query_indices)[labs], query_indices=query_indices,
+        query_losses=losses, cluster_sizes=sizes, replace=replace, method=method,
+        params=out_params, diagnostics=diagnostics,
+    )

@@ -13,9 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from .._optional import require
-from .._progress import Progress
-from .._validation import iter_chunks
-from ..assign import _scale_for, default_chunk_size, power_of_distance
+from ..kernels import CenterSet, default_chunk_size
+from .numpy import BackendBase
 
 __all__ = ["FaissBackend", "kmeans", "import_faiss"]
 
@@ -25,7 +24,7 @@ def import_faiss():
     return require("faiss", "faiss", "the faiss backend")
 
 
-class FaissBackend:
+class FaissBackend(BackendBase):
     """Nearest-center assignment by a faiss flat index; distances exact in float64.
 
     Examples
@@ -42,43 +41,21 @@ class FaissBackend:
     def __init__(self):
         self._faiss = import_faiss()
 
-    def _index(self, centers64: np.ndarray, scale: float):
-        c32 = np.ascontiguousarray(centers64 * scale, dtype=np.float32)
-        index = self._faiss.IndexFlatL2(c32.shape[1])
-        index.add(c32)
-        return index
+    @staticmethod
+    def chunk_rows(k: int, d: int) -> int:
+        return max(default_chunk_size(k, d), 4096)
 
-    def assign(self, X, centers, *, z: float = 2.0, chunk_size: int | None = None,
-               progress=False) -> tuple[np.ndarray, np.ndarray]:
-        """Same contract as :func:`coreselect.assign.assign`."""
-        n, d = X.shape
-        c64 = np.ascontiguousarray(centers, dtype=np.float64)
-        if c64.ndim != 2 or c64.shape[1] != d:
-            raise ValueError(f"centers must have shape (k, {d}); got {c64.shape}.")
-        if c64.shape[0] == 0:
-            raise ValueError("centers is empty; at least one center is required.")
-        cmax = float(np.max(np.abs(c64)))
-        chunk = int(chunk_size) if chunk_size else max(default_chunk_size(c64.shape[0], d), 4096)
-        indexes: dict[float, object] = {}
-        labels = np.empty(n, dtype=np.int64)
-        dist = np.empty(n, dtype=np.float64)
-        bar = progress if isinstance(progress, Progress) else Progress(
-            n, "assign (faiss)", enabled=bool(progress))
-        for start, stop in iter_chunks(n, chunk):
-            xb = np.asarray(X[start:stop])
-            scale = _scale_for(max(float(np.max(np.abs(xb))), cmax))
-            index = indexes.get(scale)
-            if index is None:
-                index = indexes[scale] = self._index(c64, scale)
-            x32 = np.ascontiguousarray(xb if scale == 1.0 else xb * scale, dtype=np.float32)
-            _, ids = index.search(x32, 1)
-            lab = ids[:, 0].astype(np.int64)
-            labels[start:stop] = lab
-            diff = np.asarray(xb, dtype=np.float64) - c64[lab]
-            dist[start:stop] = np.einsum("ij,ij->i", diff, diff)
-            bar.update(stop - start)
-        bar.close()
-        return labels, power_of_distance(dist, z)
+    def nearest(self, x: np.ndarray, centers: CenterSet, scale: float):
+        """Labels from an exhaustive ``IndexFlatL2`` search (one index per scale factor)."""
+        key = ("faiss", scale)
+        index = centers.extra.get(key)
+        if index is None:
+            c32 = np.ascontiguousarray(centers.c64 * scale, dtype=np.float32)
+            index = self._faiss.IndexFlatL2(c32.shape[1])
+            index.add(c32)
+            centers.extra[key] = index
+        _, ids = index.search(np.ascontiguousarray(x, dtype=np.float32), 1)
+        return ids[:, 0].astype(np.int64), None
 
 
 def kmeans(X: np.ndarray, n_clusters: int, *, n_iter: int = 20, seed: int = 0,

@@ -13,9 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from .._optional import require
-from .._progress import Progress
-from .._validation import iter_chunks
-from ..assign import _scale_for, default_chunk_size, power_of_distance
+from ..kernels import CenterSet, default_chunk_size
+from .numpy import BackendBase
 
 __all__ = ["TorchBackend", "import_torch", "assign_tensor", "lloyd", "default_device"]
 
@@ -55,7 +54,7 @@ def assign_tensor(x, c32, cnorm, c64):
     return lab, sq
 
 
-class TorchBackend:
+class TorchBackend(BackendBase):
     """Nearest-center assignment on a torch device, exact float64 distances.
 
     Parameters
@@ -78,48 +77,22 @@ class TorchBackend:
         self._torch = import_torch()
         self.device = self._torch.device(device if device is not None else default_device())
 
-    def assign(self, X, centers, *, z: float = 2.0, chunk_size: int | None = None,
-               progress=False) -> tuple[np.ndarray, np.ndarray]:
-        """Same contract as :func:`coreselect.assign.assign` (numpy in, numpy out)."""
+    def chunk_rows(self, k: int, d: int) -> int:
+        return _device_chunk(self._torch, self.device, k, d)
+
+    def nearest(self, x: np.ndarray, centers: CenterSet, scale: float):
+        """Labels and exact float64 squared distances of the rows ``x``, on the device."""
         torch = self._torch
-        n, d = X.shape
-        c64n = np.ascontiguousarray(centers, dtype=np.float64)
-        if c64n.ndim != 2 or c64n.shape[1] != d:
-            raise ValueError(f"centers must have shape (k, {d}); got {c64n.shape}.")
-        k = c64n.shape[0]
-        if k == 0:
-            raise ValueError("centers is empty; at least one center is required.")
-        dev = self.device
-        cmax = float(np.max(np.abs(c64n)))
-        c64 = torch.from_numpy(c64n).to(dev)
-        scaled: dict[float, tuple] = {}
-        chunk = int(chunk_size) if chunk_size else _device_chunk(torch, dev, k, d)
-        labels = np.empty(n, dtype=np.int64)
-        dist = np.empty(n, dtype=np.float64)
-        bar = progress if isinstance(progress, Progress) else Progress(
-            n, "assign (torch)", enabled=bool(progress))
+        key = ("torch", str(self.device), scale)
+        got = centers.extra.get(key)
+        if got is None:
+            c64 = torch.from_numpy(centers.c64).to(self.device) * scale
+            c32 = c64.to(torch.float32)
+            got = centers.extra[key] = (c32, (c32 * c32).sum(dim=1), c64)
         with torch.no_grad():
-            for start, stop in iter_chunks(n, chunk):
-                xb = np.asarray(X[start:stop])
-                scale = _scale_for(max(float(np.max(np.abs(xb))), cmax))
-                got = scaled.get(scale)
-                if got is None:
-                    c32 = (c64 * scale).to(torch.float32)
-                    got = scaled[scale] = (c32, (c32 * c32).sum(dim=1), c64 * scale)
-                x = torch.from_numpy(np.ascontiguousarray(xb)).to(dev)
-                if scale != 1.0:
-                    x = x.to(torch.float64) * scale
-                lab, sq = assign_tensor(x, *got)
-                labels[start:stop] = lab.cpu().numpy()
-                if scale == 1.0:
-                    dist[start:stop] = sq.cpu().numpy()
-                else:  # exact distance from the unscaled rows
-                    labn = labels[start:stop]
-                    diff = np.asarray(xb, dtype=np.float64) - c64n[labn]
-                    dist[start:stop] = np.einsum("ij,ij->i", diff, diff)
-                bar.update(stop - start)
-        bar.close()
-        return labels, power_of_distance(dist, z)
+            xt = torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
+            lab, sq = assign_tensor(xt, *got)
+            return lab.cpu().numpy(), sq.cpu().numpy()
 
 
 def lloyd(x, centers, *, n_iter: int = 10, chunk_size: int | None = None):

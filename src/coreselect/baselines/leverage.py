@@ -124,10 +124,18 @@ def leverage_scores(A, *, method: str = "qr", rtol: float | None = None) -> np.n
     rtol = _default_rtol(n, d) if rtol is None else float(rtol)
     if not (rtol >= 0 and np.isfinite(rtol)):
         raise ValueError(f"rtol must be a finite float >= 0; got {rtol}.")
+    if method not in ("qr", "svd", "cholesky"):
+        raise ValueError(f"method must be 'qr', 'svd' or 'cholesky'; got {method!r}.")
+    return trusted_leverage_scores(A, method=method, rtol=rtol)
+
+
+def trusted_leverage_scores(A: np.ndarray, *, method: str = "qr",
+                            rtol: float | None = None) -> np.ndarray:
+    """:func:`leverage_scores` on a finite float array its caller has validated."""
+    n, d = A.shape
+    rtol = _default_rtol(n, d) if rtol is None else rtol
     if method == "svd":
         return _svd_scores(A, rtol)
-    if method not in ("qr", "cholesky"):
-        raise ValueError(f"method must be 'qr', 'svd' or 'cholesky'; got {method!r}.")
     if n <= d and _independent_rows(A, rtol):
         return np.ones(n)  # n independent rows span R^n: each is its own direction
     if method == "cholesky":
