@@ -191,3 +191,33 @@ def test_save_is_atomic(tmp_path, data, monkeypatch):
         save_sampler(sampler, path)
     assert path.read_bytes() == b"previous"
     assert [p.name for p in tmp_path.iterdir()] == ["p.npz"]
+
+
+def test_edited_arrays_are_refused_by_their_checksum(tmp_path, data):
+    # same shapes, other values: only the checksum can tell (lam would move with the cost)
+    X, _ = data
+    path = save_sampler(cs.SensitivitySampler(4, seed=0).fit(X), tmp_path / "p.npz")
+    with np.load(path, allow_pickle=False) as f:
+        content = {name: f[name] for name in f.files}
+    assert json.loads(str(content["meta"]))["checksum"].startswith("sha256:")
+    for name in ("distances", "labels", "query_indices"):
+        edited = dict(content)
+        edited[name] = content[name].copy()
+        edited[name][1] = edited[name][1] * 3 if name == "distances" else edited[name][0]
+        np.savez(tmp_path / "edited.npz", **edited)
+        with pytest.raises(ValueError, match="corrupted: its arrays do not match the checksum"):
+            load_sampler(tmp_path / "edited.npz")
+    # the untouched file still loads, and a plan of an out-of-core fit is the same plan
+    assert load_sampler(path).n_samples_ == X.shape[0]
+
+
+def test_plan_of_a_spilled_fit_samples_the_same_after_loading(tmp_path, data):
+    X, loss = data
+    np.save(tmp_path / "x.npy", X)
+    sampler = cs.SensitivitySampler(5, seed=2, memory_limit="200MB", chunk_size=64).fit(
+        str(tmp_path / "x.npy"))
+    assert sampler.state_.rows.n_blocks > 1
+    path = save_sampler(sampler, tmp_path / "p.npz")
+    loaded = load_sampler(path)
+    q = sampler.query_indices_
+    _same_selection(loaded.sample(loss[q], 60, seed=3), sampler.sample(loss[q], 60, seed=3))

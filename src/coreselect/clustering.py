@@ -186,14 +186,16 @@ def fit_pool(pool, n_clusters: int, *, z: float, rng: np.random.Generator,
         tol=tol, chunk_size=chunk_size, progress=progress)
     center_rows = rows[positions]  # rows is sorted, so center_rows is sorted too
     ccoords = xs[positions].copy()
-    del xs
     kc = center_rows.shape[0]
     if kc < k:
+        distinct = np.unique(xs, axis=0).shape[0]
         warnings.warn(
-            f"only {kc} distinct centers could be placed for n_clusters={k} "
-            "(the data has fewer distinct rows); querying those.",
+            f"only {kc} distinct centers could be placed for n_clusters={k}: the "
+            f"{xs.shape[0]} rows the clustering was fitted on hold {distinct} distinct "
+            f"vector(s); querying {kc}.",
             stacklevel=3,
         )
+    del xs
     plan = plan_chunks(2**62 if in_memory else memory_limit, n=n, d=d, k=kc,
                        itemsize=np.dtype(pool.dtype).itemsize, fit_rows=rows.shape[0],
                        chunk_size=None if in_memory else chunk_size)

@@ -16,7 +16,19 @@ from ._progress import Progress
 from ._validation import check_random_state
 from .kernels import nearest_centers, pairwise_sq_dists, power_of_distance
 
-__all__ = ["dz_seeding", "fit_centers", "default_fit_size"]
+__all__ = ["dz_seeding", "fit_centers", "default_fit_size", "distinct_rows"]
+
+# Relative rounding error of a float32 GEMM distance (||a||^2 + ||b||^2 units) below which a
+# distance is recomputed exactly (64 float32 epsilons).
+_GEMM_TOL = 64 * float(np.finfo(np.float32).eps)
+
+
+def distinct_rows(x: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """The sorted ``positions`` whose rows of ``x`` are distinct vectors (first of each)."""
+    if positions.shape[0] < 2:
+        return positions
+    _, first = np.unique(x[positions], axis=0, return_index=True)
+    return np.sort(positions[first])
 
 
 def default_fit_size(n: int, k: int) -> int:
@@ -62,7 +74,13 @@ def dz_seeding(X: np.ndarray, n_clusters: int, *, z: float = 2.0, seed=None,
     def dz(rows: np.ndarray) -> np.ndarray:
         # (m, L) distances^z to the candidate rows, from one small GEMM and the known norms
         sq = pairwise_sq_dists(x32, x32[rows], anorm=xnorm, bnorm=xnorm[rows])
-        sq[rows, np.arange(rows.shape[0])] = 0.0  # exact zero for the row itself
+        # below the GEMM's rounding error the distance is recomputed from the difference, so
+        # that a row equal to a chosen one has exactly 0 (and is never chosen again)
+        tiny = sq <= _GEMM_TOL * (xnorm[:, None] + xnorm[rows][None, :])
+        ii, jj = np.nonzero(tiny)
+        if ii.size:
+            diff = x32[ii] - x32[rows[jj]]
+            sq[ii, jj] = np.einsum("ij,ij->i", diff, diff)
         return power_of_distance(sq, z)
 
     mind = dz(np.array([first]))[:, 0].copy()
@@ -180,9 +198,9 @@ def fit_centers(xs: np.ndarray, k: int, *, z: float, rng: np.random.Generator, b
                 progress: bool = False) -> tuple[np.ndarray, np.ndarray, int]:
     """Fit k centers on the float64 sample ``xs`` and snap them to its rows.
 
-    Returns the sorted, distinct positions in ``xs`` of the snapped centers (fewer than k
-    only when ``xs`` has fewer distinct rows), the centers before snapping, and the number of
-    improvement steps run.
+    Returns the sorted positions in ``xs`` of the snapped centers, distinct vectors (fewer
+    than k when ``xs`` has fewer distinct vectors, or when two centers snapped to copies of
+    one vector), the centers before snapping, and the number of improvement steps run.
     """
     m = xs.shape[0]
     ms = _default_seed_size(m, k)
@@ -210,4 +228,5 @@ def fit_centers(xs: np.ndarray, k: int, *, z: float, rng: np.random.Generator, b
             centers[np.flatnonzero(empty)] = xs[far]
     bar.close()
     snapped = _snap(best_centers, xs, *best_fit)
-    return np.unique(snapped[snapped >= 0]), best_centers, int(n_iter)
+    # distinct rows may hold equal vectors: never ask the oracle twice about one point
+    return distinct_rows(xs, np.unique(snapped[snapped >= 0])), best_centers, int(n_iter)

@@ -1,0 +1,71 @@
+"""Pools that real data produce: all rows equal, many exact copies. The oracle is never asked
+twice about one vector, and the warning counts distinct vectors, not distinct row numbers."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from conftest import make_blobs
+
+import coreselect as cs
+
+
+def _fit(X, k, seed=0):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sampler = cs.SensitivitySampler(k, seed=seed).fit(X)
+    return sampler, [str(w.message) for w in caught]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("seed", range(6))
+def test_a_constant_pool_gives_one_center(dtype, seed):
+    vec = np.random.default_rng(seed).normal(size=12) * 10 ** np.random.default_rng(seed).uniform(-3, 3)
+    X = np.tile(vec, (700, 1)).astype(dtype)
+    sampler, msgs = _fit(X, 200, seed=seed)
+    assert sampler.query_indices_.shape == (1,)
+    assert sampler.cost_ == 0.0
+    assert any("only 1 distinct centers could be placed for n_clusters=200" in m
+               and "hold 1 distinct vector(s)" in m for m in msgs), msgs
+    sel = sampler.sample(np.ones(1), 30, seed=1)
+    np.testing.assert_allclose(sel.probabilities, 1 / 700)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_copies_never_give_repeated_centers(seed):
+    # 40% of the rows are copies of 10 rows, the rest a clustered pool
+    rng = np.random.default_rng(seed)
+    base, _ = make_blobs(n=1200, d=6, k=8, seed=seed)
+    copies = base[rng.integers(0, 10, size=800)]
+    X = rng.permutation(np.vstack([base, copies]))
+    for k in (5, 40, 300):
+        sampler, _ = _fit(X, k, seed=seed)
+        centers = X[sampler.query_indices_]
+        assert np.unique(centers, axis=0).shape[0] == centers.shape[0], (seed, k)
+        assert centers.shape[0] <= k
+
+
+def test_few_distinct_vectors_give_that_many_centers():
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(4, 5)).astype(np.float32)
+    X = vectors[rng.integers(0, 4, size=900)]
+    sampler, msgs = _fit(X, 50)
+    assert sampler.query_indices_.shape == (4,)
+    assert np.unique(X[sampler.query_indices_], axis=0).shape[0] == 4
+    assert any("hold 4 distinct vector(s); querying 4" in m for m in msgs), msgs
+    assert sampler.cost_ == 0.0
+
+
+def test_every_pool_kind_agrees_on_a_constant_pool(tmp_path):
+    X = np.ones((300, 3), dtype=np.float32)
+    np.save(tmp_path / "x.npy", X)
+    loss = np.full(300, 0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = cs.sensitivity_sample(X, loss.__getitem__, 20, n_clusters=10, seed=2)
+        got = cs.sensitivity_sample(str(tmp_path / "x.npy"), loss.__getitem__, 20,
+                                    n_clusters=10, seed=2)
+    assert ref.n_queries == got.n_queries == 1
+    np.testing.assert_array_equal(ref.indices, got.indices)
