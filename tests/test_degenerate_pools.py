@@ -69,3 +69,59 @@ def test_every_pool_kind_agrees_on_a_constant_pool(tmp_path):
                                     n_clusters=10, seed=2)
     assert ref.n_queries == got.n_queries == 1
     np.testing.assert_array_equal(ref.indices, got.indices)
+
+
+def _with_outlier(seed=0):
+    X, _ = make_blobs(n=3000, d=6, k=8, seed=seed)
+    X[1234] *= 1e6
+    return X
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_giant_outlier_becomes_a_center_within_k(seed):
+    X = _with_outlier(seed)
+    loss = np.abs(X[:, 0]) / (1 + np.abs(X[:, 0]))
+    plain = cs.SensitivitySampler(20, seed=seed, far_rows=False).fit(X)
+    sampler = cs.SensitivitySampler(20, seed=seed).fit(X)
+    assert 1234 in sampler.query_indices_
+    assert sampler.query_indices_.shape[0] <= 20
+    assert sampler.distances_[1234] == 0.0
+    assert sampler.cost_ < 1e-6 * plain.cost_ or 1234 in plain.query_indices_
+    # the fitted state is consistent: every row's label and v are those of its center
+    lab = np.asarray(sampler.labels_)
+    diff = X - X[sampler.query_indices_[lab]]
+    np.testing.assert_allclose(sampler.distances_, np.einsum("ij,ij->i", diff, diff),
+                               rtol=1e-9, atol=1e-9)
+    np.testing.assert_array_equal(sampler.cluster_sizes_, np.bincount(lab, minlength=lab.max() + 1))
+    sel = sampler.sample(loss[sampler.query_indices_], 500, seed=1)
+    assert np.mean(sel.indices == 1234) == 0.0  # known exactly as a center: never drawn
+    assert sel.probabilities.max() < 0.05
+
+
+def test_far_rows_are_isolated_the_same_way_on_every_pool(tmp_path):
+    X = _with_outlier(1).astype(np.float32)
+    np.save(tmp_path / "x.npy", X)
+    loss = np.abs(X[:, 1]).astype(np.float64)
+    ref = cs.sensitivity_sample(X, loss.__getitem__, 200, n_clusters=12, seed=3)
+    pools = [str(tmp_path / "x.npy"), np.load(tmp_path / "x.npy", mmap_mode="r")]
+    try:
+        import dask.array as da
+
+        pools.append(da.from_array(X, chunks=(700, 6)))
+    except ImportError:
+        pass
+    assert 1234 in ref.query_indices
+    for pool in pools:
+        got = cs.sensitivity_sample(pool, loss.__getitem__, 200, n_clusters=12, seed=3)
+        np.testing.assert_array_equal(got.query_indices, ref.query_indices)
+        np.testing.assert_array_equal(got.indices, ref.indices)
+        np.testing.assert_allclose(got.probabilities, ref.probabilities, rtol=1e-12)
+    # spilled to disk as well
+    from coreselect.pools import plan_chunks
+
+    limit = plan_chunks("1TB", n=3000, d=6, k=12, fit_rows=3000).fixed_bytes + 60_000
+    tiny = cs.SensitivitySampler(12, seed=3, memory_limit=limit).fit(str(tmp_path / "x.npy"))
+    assert type(tiny.state_.rows).__name__ == "SpilledRows"
+    np.testing.assert_array_equal(tiny.query_indices_, ref.query_indices)
+    np.testing.assert_array_equal(np.asarray(tiny.labels_), cs.SensitivitySampler(
+        12, seed=3).fit(X).labels_)

@@ -9,6 +9,8 @@
    exactly 0 (ties between equal rows), scans each block for NaN and inf when the entry did
    not, and leaves the per-row state where the pool keeps it (in memory, spilled to a file
    under ``memory_limit``, or on Dask workers) with each block's per-center counts.
+4. Rows far from every center, which the fitting sample missed, become centers of their own
+   within the budget k (:func:`isolate_far_rows`).
 
 :func:`fit_pool` returns a :class:`FittedState`; :func:`kz_clustering` is the same fit on an
 array, returning its :class:`Clustering`.
@@ -168,10 +170,90 @@ class AssignJob:
         return lab, v
 
 
+# A row is far when its own v(e) is at least this share of the cost Phi (and at least the mean
+# cost of a cluster, Phi / k): under lam="auto" distance alone would give it >= 2.5% of the draws.
+FAR_SHARE = 0.05
+# Rounds of isolating far rows (each one may reveal the next far row, once Phi has shrunk).
+_FAR_ROUNDS = 3
+
+
+def _far_candidates(labels, v, start, arg):
+    thr, most = arg
+    idx = np.flatnonzero(v > thr)
+    if idx.size > most:
+        idx = idx[np.argsort(v[idx])[::-1][:most]]
+    return start + idx, np.asarray(v[idx], dtype=np.float64)
+
+
+def _cluster_costs(labels, v, start, k):
+    return np.bincount(labels, weights=v, minlength=k)
+
+
+def _rows_with_label(labels, v, start, mask):
+    return start + np.flatnonzero(mask[labels])
+
+
+def isolate_far_rows(pool, state: RowState, center_rows: np.ndarray, ccoords: np.ndarray, *,
+                     k: int, z: float, backend, chunk_size: int | None = None):
+    """Make the rows that are far from every center centers of their own, within k.
+
+    The fitting sample can miss a row far from everything (one row in a million); the pass
+    sees it. A row is *far* when its ``v(e) >= max(Phi / k, FAR_SHARE * Phi)``: it alone costs
+    more than an average cluster and at least 5% of the whole clustering cost. Up to
+    ``max(1, k // 10)`` far rows (the farthest first) become centers; when that would exceed
+    k centers, the clusters of least cost give up their center and their rows go to their
+    nearest remaining center. Repeated while far rows appear (at most 3 rounds). Returns the
+    new ``(center_rows, ccoords)``; ``state`` is rewritten in place.
+    """
+    most = max(1, k // 10)
+    isolated = 0
+    for _ in range(_FAR_ROUNDS):
+        cost = state.cost
+        kc = center_rows.shape[0]
+        thr = max(cost / k, FAR_SHARE * cost)
+        if not cost > 0 or isolated >= most:
+            break
+        got = state.map_blocks(_far_candidates, [(thr, most)] * state.n_blocks)
+        far = np.concatenate([g[0] for g in got]).astype(np.int64)
+        if far.size == 0:
+            break
+        fv = np.concatenate([g[1] for g in got])
+        far = np.sort(far[np.argsort(fv)[::-1][: most - isolated]])
+        n_drop = max(0, kc + far.shape[0] - k)
+        drop = np.zeros(kc, dtype=bool)
+        if n_drop:
+            costs = np.sum(state.map_blocks(_cluster_costs, [kc] * state.n_blocks), axis=0)
+            drop[np.argsort(costs, kind="stable")[:n_drop]] = True
+        keep_rows = center_rows[~drop]
+        new_rows = np.union1d(keep_rows, far)
+        new_coords = np.asarray(pool.take(new_rows), dtype=np.float64)
+        mapping = np.full(kc, -1, dtype=np.int64)
+        mapping[~drop] = np.searchsorted(new_rows, keep_rows)
+        moved = np.concatenate(state.map_blocks(_rows_with_label, [drop] * state.n_blocks))
+        affected = np.union1d(moved.astype(np.int64), far)
+        xa = np.asarray(pool.take(affected))
+        if xa.dtype not in (np.float32, np.float64):
+            xa = xa.astype(np.float64)
+        lab, v = nearest_centers(xa, CenterSet(new_coords), backend=get_backend(backend), z=z,
+                                 chunk_size=chunk_size)
+        own = np.searchsorted(new_rows, affected)
+        is_center = (own < new_rows.shape[0]) & (new_rows[np.minimum(own, new_rows.shape[0] - 1)]
+                                                  == affected)
+        lab[is_center] = own[is_center]
+        v[is_center] = 0.0
+        state.rewrite(mapping, affected, lab, v)
+        logger.info("isolate_far_rows: %d far row(s) became centers (%d dropped); Phi %.6g -> "
+                    "%.6g", far.shape[0], n_drop, cost, state.cost)
+        center_rows, ccoords = new_rows, new_coords
+        isolated += far.shape[0]
+    return center_rows, ccoords
+
+
 def fit_pool(pool, n_clusters: int, *, z: float, rng: np.random.Generator,
              fit_sample_size="auto", max_iter: int = 20, tol: float = 1e-4,
              chunk_size: int | None = None, backend=None, memory_limit=None,
-             progress: bool = False, spill_dir: str | None = None) -> FittedState:
+             progress: bool = False, spill_dir: str | None = None,
+             far_rows: bool = True) -> FittedState:
     """Fit the (k, z)-clustering of a validated pool and assign every row (see the module
     docs). Inputs are trusted: the public entries check them."""
     n, d = pool.n, pool.d
@@ -203,6 +285,10 @@ def fit_pool(pool, n_clusters: int, *, z: float, rng: np.random.Generator,
                     chunk_size=chunk_size if in_memory else plan.assign_rows,
                     check=not pool.checked, shared=pool.kind != "dask")
     state = pool.assign_rows(job, plan, progress=progress, spill_dir=spill_dir)
+    if far_rows:
+        center_rows, ccoords = isolate_far_rows(
+            pool, state, center_rows, ccoords, k=k, z=z, backend=backend,
+            chunk_size=chunk_size if in_memory else plan.assign_rows)
     path = "dask" if pool.kind == "dask" else ("in-memory" if in_memory else "out-of-core")
     logger.debug("fit_pool: n=%d d=%d k=%d path=%s chunk=%d blocks=%d", n, d, kc, path,
                  plan.chunk_rows, state.n_blocks)
@@ -217,7 +303,7 @@ def fit_pool(pool, n_clusters: int, *, z: float, rng: np.random.Generator,
 def kz_clustering(X, n_clusters: int, *, z: float = 2.0, seed=None,
                   fit_sample_size: int | str = "auto", max_iter: int = 20, tol: float = 1e-4,
                   chunk_size: int | None = None, progress: bool = False,
-                  backend=None) -> Clustering:
+                  backend=None, far_rows: bool = True) -> Clustering:
     """Fit a (k, z)-clustering, snap its centers to data rows, assign every row.
 
     Parameters
@@ -242,6 +328,9 @@ def kz_clustering(X, n_clusters: int, *, z: float = 2.0, seed=None,
         Progress bars on stderr.
     backend : str or object, optional
         Assignment backend (see :mod:`coreselect.backends`); numpy by default.
+    far_rows : bool, default=True
+        Rows far from every center after the pass become centers of their own, within
+        ``n_clusters`` (:func:`isolate_far_rows`).
 
     Returns
     -------
@@ -261,15 +350,15 @@ def kz_clustering(X, n_clusters: int, *, z: float = 2.0, seed=None,
     rng = check_random_state(seed)
     check_positive_int(max_iter, "max_iter")
     return fit_pool(pool, k, z=z, rng=rng, fit_sample_size=fit_sample_size, max_iter=max_iter,
-                    tol=tol, chunk_size=chunk_size, backend=backend,
-                    progress=progress).clustering
+                    tol=tol, chunk_size=chunk_size, backend=backend, progress=progress,
+                    far_rows=bool(far_rows)).clustering
 
 
 def cluster_array(X: np.ndarray, n_clusters: int, *, z: float, rng: np.random.Generator,
                   fit_sample_size="auto", max_iter: int = 20, tol: float = 1e-4,
                   chunk_size: int | None = None, progress: bool = False,
-                  backend=None) -> Clustering:
+                  backend=None, far_rows: bool = True) -> Clustering:
     """:func:`kz_clustering` on an array its caller already validated (no second scan)."""
     return fit_pool(ArrayPool(X), n_clusters, z=z, rng=rng, fit_sample_size=fit_sample_size,
                     max_iter=max_iter, tol=tol, chunk_size=chunk_size, backend=backend,
-                    progress=progress).clustering
+                    progress=progress, far_rows=far_rows).clustering

@@ -61,6 +61,10 @@ class SensitivitySampler:
         memmap, a ``.npy`` path or a list of shards, the pool is read in chunks sized to it
         (None: half the available RAM) and never loaded whole; see :mod:`coreselect.pools`.
         A Dask array is fitted on its cluster (:mod:`coreselect.pools.dask`).
+    far_rows : bool, default=True
+        Rows far from every center after the pass (``v(e)`` at least 5% of ``Phi`` and more
+        than ``Phi / k``) become centers of their own, within ``n_clusters``; see
+        :func:`coreselect.clustering.isolate_far_rows`. False: the clustering as fitted.
 
     Attributes
     ----------
@@ -92,8 +96,9 @@ class SensitivitySampler:
     def __init__(self, n_clusters: int, *, z: float = 2.0, seed=None,
                  fit_sample_size: int | str = "auto", max_iter: int = 20,
                  chunk_size: int | None = None, backend: str | None = None,
-                 progress: bool = False, memory_limit=None):
+                 progress: bool = False, memory_limit=None, far_rows: bool = True):
         self.n_clusters = n_clusters
+        self.far_rows = far_rows
         self.z = z
         self.seed = seed
         self.fit_sample_size = fit_sample_size
@@ -129,7 +134,7 @@ class SensitivitySampler:
             pool, int(self.n_clusters), z=float(self.z), rng=rng,
             fit_sample_size=self.fit_sample_size, max_iter=int(self.max_iter),
             chunk_size=self.chunk_size, backend=self.backend, memory_limit=self.memory_limit,
-            progress=self.progress)
+            progress=self.progress, far_rows=bool(self.far_rows))
         self.rng_ = rng
         return self
 
@@ -253,7 +258,7 @@ class SensitivitySampler:
 
 # Constructor parameters saved with a plan and passed back when loading.
 _PARAMS = ("n_clusters", "z", "seed", "fit_sample_size", "max_iter", "chunk_size", "backend",
-           "memory_limit")
+           "memory_limit", "far_rows")
 
 
 def sensitivity_sample(X, oracle: Callable, size: int, *, n_clusters: int, z: float = 2.0,
@@ -299,7 +304,7 @@ def sensitivity_sample(X, oracle: Callable, size: int, *, n_clusters: int, z: fl
         Defensive mixing with uniform; see :meth:`SensitivitySampler.sample`.
     **fit_params
         Passed to :class:`SensitivitySampler` (``fit_sample_size``, ``max_iter``,
-        ``chunk_size``, ``backend``, ``memory_limit``).
+        ``chunk_size``, ``backend``, ``memory_limit``, ``far_rows``).
 
     Returns
     -------

@@ -117,6 +117,14 @@ def _block_counts(out, k):
     return res
 
 
+def _rewrite_block(out, mapping, local_rows, labels, v):
+    out = np.array(out, dtype=np.float64)
+    out[:, 0] = mapping[out[:, 0].astype(np.int64)]
+    out[local_rows, 0] = labels
+    out[local_rows, 1] = v
+    return out
+
+
 def _apply(fn, out, start, arg):
     out = np.asarray(out)
     return fn(out[:, 0].astype(np.int64), out[:, 1], start, arg)
@@ -218,6 +226,32 @@ class DaskRows(RowState):
         tasks = [dask.delayed(_apply)(fn, blocks[b], int(self.starts[b]), args[b])
                  for b in range(self.n_blocks)]
         return list(dask.compute(*tasks))
+
+    def rewrite(self, mapping: np.ndarray, rows: np.ndarray, labels: np.ndarray,
+                v: np.ndarray) -> None:
+        """:meth:`RowState.rewrite` on the workers: a new persisted state."""
+        dask, _ = import_dask()
+        k = int(max(int(mapping.max(initial=-1)), int(labels.max(initial=-1))) + 1)
+        cuts = np.searchsorted(rows, self.starts)
+        blocks = self.out.to_delayed().ravel()
+        parts = []
+        for b in range(self.n_blocks):
+            sel = slice(int(cuts[b]), int(cuts[b + 1]))
+            m = int(self.starts[b + 1] - self.starts[b])
+            task = dask.delayed(_rewrite_block)(blocks[b], mapping, rows[sel] - self.starts[b],
+                                                labels[sel], v[sel])
+            parts.append(self._da.from_delayed(task, shape=(m, 2), dtype=np.float64))
+        (self.out,) = dask.persist(self._da.concatenate(parts, axis=0))
+        agg = self.out.map_blocks(_block_counts, k,
+                                  chunks=((1,) * self.out.numblocks[0], (k + 1,)),
+                                  dtype=np.float64).compute()
+        self.k = k
+        self.counts = agg[:, :k].astype(np.int64)
+        self.vsum = agg[:, k].copy()
+
+    @property
+    def _da(self):
+        return import_dask()[1]
 
     def take(self, rows: np.ndarray) -> np.ndarray:
         rows = np.asarray(rows, dtype=np.int64)

@@ -82,6 +82,29 @@ class RowState:
     def close_writing(self) -> None:
         pass
 
+    def rewrite(self, mapping: np.ndarray, rows: np.ndarray, labels: np.ndarray,
+                v: np.ndarray) -> None:
+        """Relabel every row through ``mapping`` (old label -> new label), then give the
+        sorted ``rows`` the labels and ``v`` given; the summaries follow (``k`` becomes
+        ``mapping.max() + 1`` or more)."""
+        k = int(max(int(mapping.max(initial=-1)), int(labels.max(initial=-1))) + 1)
+        counts = np.zeros((self.n_blocks, k), dtype=np.int64)
+        vsum = np.zeros(self.n_blocks)
+        cuts = np.searchsorted(rows, self.starts)
+        for b in range(self.n_blocks):
+            start, stop = int(self.starts[b]), int(self.starts[b + 1])
+            lab, vb = self.read(start, stop)
+            lab, vb = mapping[lab], np.array(vb, dtype=np.float64)
+            sel = slice(int(cuts[b]), int(cuts[b + 1]))
+            lab[rows[sel] - start] = labels[sel]
+            vb[rows[sel] - start] = v[sel]
+            self._write_block(start, lab, vb)
+            counts[b], vsum[b] = block_summary(lab, vb, k)
+        self.k, self.counts, self.vsum = k, counts, vsum
+
+    def _write_block(self, start: int, labels: np.ndarray, v: np.ndarray) -> None:  # pragma: no cover
+        raise NotImplementedError
+
 
 class MemoryRows(RowState):
     """The per-row state in memory."""
@@ -98,6 +121,10 @@ class MemoryRows(RowState):
 
     def read(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         return self._labels[start:stop], self._dist[start:stop]
+
+    def _write_block(self, start: int, labels: np.ndarray, v: np.ndarray) -> None:
+        self._labels[start:start + labels.shape[0]] = labels
+        self._dist[start:start + v.shape[0]] = v
 
     def take(self, rows: np.ndarray) -> np.ndarray:
         return self._labels[rows]
@@ -162,6 +189,14 @@ class SpilledRows(RowState):
 
     def take(self, rows: np.ndarray) -> np.ndarray:
         return np.asarray(self.labels[np.asarray(rows, dtype=np.int64)])
+
+    def _write_block(self, start: int, labels: np.ndarray, v: np.ndarray) -> None:
+        self.close_writing()
+        for path, arr in zip(self._paths, (np.asarray(labels, dtype=np.int64),
+                                           np.asarray(v, dtype=np.float64)), strict=True):
+            with open(path, "r+b") as fh:
+                fh.seek(8 * start)
+                fh.write(np.ascontiguousarray(arr).tobytes())
 
     @property
     def labels(self) -> np.ndarray:
