@@ -67,7 +67,7 @@ def test_full_grad_norm_equals_autograd():
     np.testing.assert_allclose(got, want, rtol=1e-5)
     # the full gradient is larger than its last-layer part
     last = ct.grad_norm_oracle(model, ds)(np.array([4, 0, 2]))
-    assert np.all(got >= last - 1e-9)
+    assert np.all(got >= last * (1 - 1e-6))  # float32 sums: equal parts agree to ~1e-7
 
 
 def test_loss_oracle_matches_cross_entropy_and_order():

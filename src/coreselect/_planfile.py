@@ -38,7 +38,7 @@ _BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 _SPOT_ROWS = 256
 # The arrays covered by the checksum, in this order.
 _CHECKED = ("query_indices", "labels", "distances", "cluster_sizes", "fitted_centers",
-            "query_points", "block_starts")
+            "query_points", "block_starts", "exclude")
 
 
 def _version() -> str:
@@ -123,6 +123,8 @@ def write_plan(path, params: dict, state: FittedState, rng: np.random.Generator 
         "query_points": np.asarray(state.query_points, dtype=np.float64),
         "block_starts": np.asarray(state.rows.starts, dtype=np.int64),
     }
+    if state.exclude is not None:
+        arrays["exclude"] = np.asarray(state.exclude, dtype=np.int64)
     meta = {
         "format": FORMAT,
         "coreselect_version": _version(),
@@ -255,5 +257,6 @@ def read_plan(path, X=None) -> tuple[dict, FittedState, np.random.Generator | No
         fit_sample_size=int(cl_meta.get("fit_sample_size", n)),
         n_iter=int(cl_meta.get("n_iter", 0)))
     state = FittedState(clustering=clustering, rows=rows, query_points=query_points,
-                        path="in-memory", n=n, d=int(fitted["n_features"]))
+                        path="in-memory", n=n, d=int(fitted["n_features"]),
+                        exclude=arrays.get("exclude"))
     return dict(meta["params"]), state, _rng_from_state(meta.get("rng")), meta.get("fingerprint")

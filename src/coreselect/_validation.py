@@ -32,6 +32,7 @@ __all__ = [
     "check_memory_limit",
     "check_mix",
     "check_oracle",
+    "check_exclude",
 ]
 
 # Rows per block when scanning an array that may be memory-mapped (about 32 MB at d=128 float64).
@@ -431,3 +432,20 @@ def check_oracle(oracle: Any, *, name: str = "oracle", what: str = "losses") -> 
         raise TypeError(f"{name} must be callable (indices -> {what}); got "
                         f"{type(oracle).__name__}.")
     return oracle
+
+
+def check_exclude(exclude: Any, n: int, *, name: str = "exclude") -> np.ndarray | None:
+    """Rows to leave out (already labelled): distinct ints in ``[0, n)``, at least one row
+    left; returned sorted as int64, or None when there are none."""
+    if exclude is None:
+        return None
+    arr = check_indices(np.asarray(exclude).reshape(-1) if np.ndim(exclude) else exclude, n,
+                        name=name)
+    uniq = np.unique(arr)
+    if uniq.shape[0] != arr.shape[0]:
+        dup = arr[np.flatnonzero(np.bincount(arr) > 1)[0] == arr][0]
+        raise ValueError(f"{name} must hold distinct rows; row {int(dup)} appears more than "
+                         "once.")
+    if uniq.shape[0] >= n:
+        raise ValueError(f"{name} leaves no row to select: it holds all {n} rows of the pool.")
+    return uniq if uniq.size else None

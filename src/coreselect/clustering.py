@@ -108,6 +108,8 @@ class FittedState:
         "in-memory", "out-of-core" or "dask": how the pool was read.
     n, d : int
         The shape of the pool.
+    exclude : ndarray of int64 or None
+        Rows that are never centers and never drawn (already labelled), sorted.
     """
 
     clustering: Clustering
@@ -116,17 +118,25 @@ class FittedState:
     path: str
     n: int
     d: int
+    exclude: np.ndarray | None = None
 
 
-def fit_rows(n: int, k: int, fit_sample_size, rng: np.random.Generator) -> np.ndarray:
-    """The sorted pool rows the clustering is fitted on (``fit_sample_size`` checked)."""
+def fit_rows(n: int, k: int, fit_sample_size, rng: np.random.Generator,
+             exclude: np.ndarray | None = None) -> np.ndarray:
+    """The sorted pool rows the clustering is fitted on (``fit_sample_size`` checked), none of
+    them in ``exclude`` (so that no excluded row becomes a center)."""
+    avail = None
+    if exclude is not None and exclude.size:
+        keep = np.ones(n, dtype=bool)
+        keep[exclude] = False
+        avail = np.flatnonzero(keep)
+        n = avail.shape[0]
     if fit_sample_size == "auto":
         m = default_fit_size(n, k)
     else:
         m = min(n, check_positive_int(fit_sample_size, "fit_sample_size", minimum=k))
-    if m >= n:
-        return np.arange(n)
-    return np.sort(rng.choice(n, size=m, replace=False))
+    rows = np.arange(n) if m >= n else np.sort(rng.choice(n, size=m, replace=False))
+    return rows if avail is None else avail[rows]
 
 
 class AssignJob:
@@ -178,8 +188,10 @@ _FAR_ROUNDS = 3
 
 
 def _far_candidates(labels, v, start, arg):
-    thr, most = arg
+    thr, most, out = arg
     idx = np.flatnonzero(v > thr)
+    if out.size:
+        idx = np.setdiff1d(idx, out)
     if idx.size > most:
         idx = idx[np.argsort(v[idx])[::-1][:most]]
     return start + idx, np.asarray(v[idx], dtype=np.float64)
@@ -194,7 +206,8 @@ def _rows_with_label(labels, v, start, mask):
 
 
 def isolate_far_rows(pool, state: RowState, center_rows: np.ndarray, ccoords: np.ndarray, *,
-                     k: int, z: float, backend, chunk_size: int | None = None):
+                     k: int, z: float, backend, chunk_size: int | None = None,
+                     exclude: np.ndarray | None = None):
     """Make the rows that are far from every center centers of their own, within k.
 
     The fitting sample can miss a row far from everything (one row in a million); the pass
@@ -207,13 +220,17 @@ def isolate_far_rows(pool, state: RowState, center_rows: np.ndarray, ccoords: np
     """
     most = max(1, k // 10)
     isolated = 0
+    ex = np.empty(0, dtype=np.int64) if exclude is None else exclude
+    cuts = np.searchsorted(ex, state.starts)
+    local = [ex[cuts[b]:cuts[b + 1]] - state.starts[b] for b in range(state.n_blocks)]
     for _ in range(_FAR_ROUNDS):
         cost = state.cost
         kc = center_rows.shape[0]
         thr = max(cost / k, FAR_SHARE * cost)
         if not cost > 0 or isolated >= most:
             break
-        got = state.map_blocks(_far_candidates, [(thr, most)] * state.n_blocks)
+        got = state.map_blocks(_far_candidates, [(thr, most, local[b])
+                                                  for b in range(state.n_blocks)])
         far = np.concatenate([g[0] for g in got]).astype(np.int64)
         if far.size == 0:
             break
@@ -253,12 +270,12 @@ def fit_pool(pool, n_clusters: int, *, z: float, rng: np.random.Generator,
              fit_sample_size="auto", max_iter: int = 20, tol: float = 1e-4,
              chunk_size: int | None = None, backend=None, memory_limit=None,
              progress: bool = False, spill_dir: str | None = None,
-             far_rows: bool = True) -> FittedState:
+             far_rows: bool = True, exclude: np.ndarray | None = None) -> FittedState:
     """Fit the (k, z)-clustering of a validated pool and assign every row (see the module
     docs). Inputs are trusted: the public entries check them."""
     n, d = pool.n, pool.d
     k = n_clusters
-    rows = fit_rows(n, k, fit_sample_size, rng)
+    rows = fit_rows(n, k, fit_sample_size, rng, exclude)
     in_memory = pool.kind == "in-memory" and memory_limit is None
     xs = np.asarray(pool.take(rows), dtype=np.float64)
     if not pool.checked:
@@ -288,7 +305,7 @@ def fit_pool(pool, n_clusters: int, *, z: float, rng: np.random.Generator,
     if far_rows:
         center_rows, ccoords = isolate_far_rows(
             pool, state, center_rows, ccoords, k=k, z=z, backend=backend,
-            chunk_size=chunk_size if in_memory else plan.assign_rows)
+            chunk_size=chunk_size if in_memory else plan.assign_rows, exclude=exclude)
     path = "dask" if pool.kind == "dask" else ("in-memory" if in_memory else "out-of-core")
     logger.debug("fit_pool: n=%d d=%d k=%d path=%s chunk=%d blocks=%d", n, d, kc, path,
                  plan.chunk_rows, state.n_blocks)
@@ -297,7 +314,7 @@ def fit_pool(pool, n_clusters: int, *, z: float, rng: np.random.Generator,
         cost=state.cost, cluster_sizes=state.sizes, fitted_centers=fitted, z=float(z),
         fit_sample_size=int(rows.shape[0]), n_iter=int(n_iter))
     return FittedState(clustering=clustering, rows=state, query_points=ccoords, path=path,
-                       n=int(n), d=int(d))
+                       n=int(n), d=int(d), exclude=exclude)
 
 
 def kz_clustering(X, n_clusters: int, *, z: float = 2.0, seed=None,

@@ -9,6 +9,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ._validation import (
+    check_exclude,
     check_lam,
     check_losses,
     check_memory_limit,
@@ -108,15 +109,20 @@ class SensitivitySampler:
         self.progress = progress
         self.memory_limit = memory_limit
 
-    def fit(self, X) -> SensitivitySampler:
+    def fit(self, X, *, exclude=None) -> SensitivitySampler:
         """Cluster ``X`` and set ``query_indices_``, ``labels_``, ``distances_``, ``cost_``.
 
         ``X`` may be any pool (see :func:`coreselect.pools.as_pool`); it is validated here,
-        once, and the fit below trusts it.
+        once, and the fit below trusts it. ``exclude`` (e.g. the rows already labelled: a
+        warm start) are never queried and never drawn by :meth:`sample`; the selection and
+        its estimate then cover the other rows.
         """
         pool = as_pool(X)
         self._check_params(pool.n)
-        return self._fit_pool(pool, check_random_state(self.seed))
+        exclude = check_exclude(exclude, pool.n)
+        if exclude is not None:
+            check_n_clusters(self.n_clusters, pool.n - exclude.shape[0])
+        return self._fit_pool(pool, check_random_state(self.seed), exclude)
 
     def _check_params(self, n: int) -> None:
         check_n_clusters(self.n_clusters, n)
@@ -128,13 +134,14 @@ class SensitivitySampler:
             check_memory_limit(self.memory_limit)
         get_backend(self.backend)
 
-    def _fit_pool(self, pool, rng: np.random.Generator) -> SensitivitySampler:
+    def _fit_pool(self, pool, rng: np.random.Generator,
+                  exclude: np.ndarray | None = None) -> SensitivitySampler:
         """The one fit on a validated pool; the sampler's random stream continues in ``rng_``."""
         self.state_ = fit_pool(
             pool, int(self.n_clusters), z=float(self.z), rng=rng,
             fit_sample_size=self.fit_sample_size, max_iter=int(self.max_iter),
             chunk_size=self.chunk_size, backend=self.backend, memory_limit=self.memory_limit,
-            progress=self.progress, far_rows=bool(self.far_rows))
+            progress=self.progress, far_rows=bool(self.far_rows), exclude=exclude)
         self.rng_ = rng
         return self
 
@@ -209,7 +216,9 @@ class SensitivitySampler:
                 )
             query_losses = [query_losses[int(i)] for i in self.query_indices_]
         losses = check_losses(query_losses, self.query_indices_, name="query_losses")
-        size = check_size(size, self.n_samples_, replace=replace)
+        excluded = self._fitted().exclude
+        size = check_size(size, self.n_samples_ - (0 if excluded is None else excluded.size),
+                          replace=replace)
         rng = self.rng_ if seed is None else check_random_state(seed)
         lam = check_lam(lam)
         mix = check_mix(mix)
@@ -222,7 +231,8 @@ class SensitivitySampler:
         return sample_selection(
             state.rows, query_indices=self.query_indices_, query_losses=losses,
             query_points=state.query_points, size=size, lam=lam, replace=replace, rng=rng,
-            mix=mix, z=float(self.z), n_clusters=int(self.n_clusters), path=state.path)
+            mix=mix, z=float(self.z), n_clusters=int(self.n_clusters), path=state.path,
+            exclude=state.exclude)
 
     def save(self, path, *, X=None) -> str:
         """Write the fitted state to ``path`` (``.npz`` + JSON, no pickles); see
@@ -265,7 +275,8 @@ def sensitivity_sample(X, oracle: Callable, size: int, *, n_clusters: int, z: fl
                        lam="auto", replace: bool = True, seed=None,
                        batch_size: int | None = 1024,
                        cache: LossCache | str | os.PathLike | None = None,
-                       progress: bool = False, mix: float = 0.0, **fit_params) -> Selection:
+                       progress: bool = False, mix: float = 0.0, exclude=None,
+                       **fit_params) -> Selection:
     """Select ``size`` weighted rows of ``X`` after asking ``oracle`` about ``n_clusters`` rows.
 
     Algorithm 1 of the paper: a (k, z)-clustering of the embeddings, the oracle's loss at the
@@ -302,6 +313,9 @@ def sensitivity_sample(X, oracle: Callable, size: int, *, n_clusters: int, z: fl
         Progress bars on stderr.
     mix : float, default=0.0
         Defensive mixing with uniform; see :meth:`SensitivitySampler.sample`.
+    exclude : array-like of int, optional
+        Rows already labelled (a warm start): never queried, never drawn; the selection
+        and its estimate cover the other rows.
     **fit_params
         Passed to :class:`SensitivitySampler` (``fit_sample_size``, ``max_iter``,
         ``chunk_size``, ``backend``, ``memory_limit``, ``far_rows``).
@@ -330,14 +344,18 @@ def sensitivity_sample(X, oracle: Callable, size: int, *, n_clusters: int, z: fl
     rng = check_random_state(seed)
     check_oracle(oracle)
     pool = as_pool(X)
-    size = check_size(size, pool.n, replace=replace)
+    exclude = check_exclude(exclude, pool.n)
+    n_avail = pool.n - (0 if exclude is None else exclude.shape[0])
+    size = check_size(size, n_avail, replace=replace)
     lam = check_lam(lam)
     mix = check_mix(mix)
     if batch_size is not None:
         check_positive_int(batch_size, "batch_size")
     sampler = SensitivitySampler(n_clusters, z=z, seed=rng, progress=progress, **fit_params)
     sampler._check_params(pool.n)
-    sampler._fit_pool(pool, rng)
+    if exclude is not None:
+        check_n_clusters(n_clusters, n_avail)
+    sampler._fit_pool(pool, rng, exclude)
     losses = ask_oracle(oracle, sampler.query_indices_, batch_size=batch_size, cache=cache,
                         progress=progress, state=sampler)
     return sampler._sample(losses, size, lam=lam, replace=replace, rng=rng, mix=mix)

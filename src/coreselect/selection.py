@@ -219,6 +219,10 @@ class Selection:
                        confidence: float = 0.95) -> Estimate:
         """Estimate the pool's total loss from the losses of the selected rows.
 
+        The total covers the rows the selection could draw, plus the queried rows whose
+        losses are known and were therefore not drawn (``params["known_total"]``, without
+        replacement); rows excluded from the selection (already labelled) are not covered.
+
         Parameters
         ----------
         losses : array-like of shape (s,) or (n,)
@@ -247,8 +251,9 @@ class Selection:
         if not (0 < confidence < 1):
             raise ValueError(f"confidence must lie in (0, 1); got {confidence}.")
         y = self._sample_losses(losses)
+        known = float(self.params.get("known_total", 0.0))
         if method == "weighted":
-            offset = 0.0
+            offset = known
         elif method == "difference":
             if self.query_indices.shape[0] == 0 or self.cluster_sizes.sum() == 0:
                 raise ValueError(
@@ -258,7 +263,9 @@ class Selection:
             pos = np.searchsorted(self._sorted_queries[0], self.centers)
             l_hat = self.query_losses[self._sorted_queries[1][pos]]
             y = y - l_hat
-            offset = float(np.dot(self.cluster_sizes.astype(np.float64), self.query_losses))
+            offset = self.params.get("hat_covered")
+            if offset is None:
+                offset = float(np.dot(self.cluster_sizes.astype(np.float64), self.query_losses))
         else:
             raise ValueError(f"method must be 'weighted' or 'difference'; got {method!r}.")
         value, var = _estimate(y, self.weights, self.probabilities, self.replace)
@@ -266,8 +273,11 @@ class Selection:
 
     def estimate_mean(self, losses: Any, *, method: str = "weighted",
                       confidence: float = 0.95) -> Estimate:
-        """Estimate the pool's mean loss: :meth:`estimate_total` divided by ``n``."""
-        return self.estimate_total(losses, method=method, confidence=confidence).scaled(1.0 / self.n)
+        """Estimate the pool's mean loss: :meth:`estimate_total` divided by the rows it covers
+        (``n``, less the rows excluded from the selection, ``params["n_covered"]``)."""
+        covered = int(self.params.get("n_covered", self.n))
+        return self.estimate_total(losses, method=method, confidence=confidence).scaled(
+            1.0 / covered)
 
     @property
     def _sorted_queries(self) -> tuple[np.ndarray, np.ndarray]:

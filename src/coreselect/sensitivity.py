@@ -123,12 +123,13 @@ def draw_with_replacement(p: np.ndarray, size: int, rng: np.random.Generator) ->
     return np.minimum(idx, p.shape[0] - 1).astype(np.int64)
 
 
-def inclusion_probabilities(p: np.ndarray, size: int) -> np.ndarray:
+def inclusion_probabilities(p: np.ndarray, size: int,
+                            eligible: np.ndarray | None = None) -> np.ndarray:
     """``pi = min(1, c p)`` with c chosen so that ``sum(pi) = size`` (iterative capping).
 
     Rows with p > 0 are preferred; if fewer than ``size`` rows have p > 0, the rest of the
-    inclusion mass goes uniformly to the zero-probability rows (so that ``size`` distinct rows
-    can still be drawn).
+    inclusion mass goes uniformly to the zero-probability rows that are ``eligible`` (all by
+    default; excluded rows never), so that ``size`` distinct rows can still be drawn.
     """
     n = p.shape[0]
     pi = np.zeros(n)
@@ -138,7 +139,8 @@ def inclusion_probabilities(p: np.ndarray, size: int) -> np.ndarray:
         pi[pos] = 1.0
         rest = size - npos
         if rest:
-            pi[~pos] = rest / (n - npos)
+            spare = ~pos if eligible is None else (~pos & eligible)
+            pi[spare] = rest / int(spare.sum())
         return pi
     capped = np.zeros(n, dtype=bool)
     for _ in range(n):
@@ -203,9 +205,13 @@ def _p_stats(p: np.ndarray) -> tuple[int, float, float]:
 
 def _iid_block(labels, v, start, arg):
     """Probabilities of one block, and the draws of the uniforms ``u`` that fell in it."""
-    losses, lam, total, mix, n, u, carry = arg
+    losses, lam, total, mix, n, u, carry, out = arg
     p = block_probabilities(labels, v, losses, lam, total, mix, n)
-    stats = _p_stats(p)
+    if out.size:  # excluded rows: never drawn
+        p[out] = 0.0
+        stats = _p_stats(np.delete(p, out))
+    else:
+        stats = _p_stats(p)
     if u.size == 0:
         return stats, None
     cdf = np.cumsum(np.concatenate([[carry], p]))[1:]
@@ -214,8 +220,11 @@ def _iid_block(labels, v, start, arg):
 
 
 def _all_block(labels, v, start, arg):
-    losses, lam, total, mix, n = arg
-    return block_probabilities(labels, v, losses, lam, total, mix, n)
+    losses, lam, total, mix, n = arg[:5]
+    p = block_probabilities(labels, v, losses, lam, total, mix, n)
+    if len(arg) > 5 and arg[5].size:
+        p[arg[5]] = 0.0
+    return p
 
 
 def block_masses(rows, losses: np.ndarray, lam: float) -> np.ndarray:
@@ -234,13 +243,30 @@ def row_probabilities(rows, losses: np.ndarray, lam: float, mix: float = 0.0) ->
     return np.concatenate(rows.map_blocks(_all_block, args))
 
 
+def _excluded(n: int, size: int, exclude, query_indices, replace: bool) -> np.ndarray:
+    """The sorted rows the draw must skip: ``exclude``, and the queried rows when drawing
+    without replacement (their losses are known exactly) as long as ``size`` rows remain."""
+    user = (np.empty(0, dtype=np.int64) if exclude is None
+            else np.asarray(exclude, dtype=np.int64))
+    if replace:
+        return user
+    both = np.union1d(user, np.asarray(query_indices, dtype=np.int64))
+    return both if n - both.shape[0] >= size else user
+
+
 def sample_selection(rows, *, query_indices: np.ndarray, query_losses: np.ndarray,
                      query_points, size: int, lam, replace: bool, rng: np.random.Generator,
                      mix: float = 0.0, z: float = 2.0, n_clusters: int | None = None,
                      method: str = "sensitivity", path: str = "in-memory",
                      lam_rule: str | None = None, params: dict | None = None,
-                     holder_quantile: float = 0.9, theorem: str = "Theorem 5") -> Selection:
+                     holder_quantile: float = 0.9, theorem: str = "Theorem 5",
+                     exclude: np.ndarray | None = None) -> Selection:
     """Draw the weighted sample of a fitted pool and build its :class:`Selection`.
+
+    Rows in ``exclude`` (e.g. rows already labelled) are never drawn: the sample and its
+    estimate cover the other rows. Without replacement the queried rows are not drawn
+    either: their losses are known, so the estimate adds them exactly
+    (``params["known_total"]``) and the draws go to rows not yet paid for.
 
     Parameters
     ----------
@@ -275,6 +301,8 @@ def sample_selection(rows, *, query_indices: np.ndarray, query_losses: np.ndarra
         Quantile of the diagnostics' Hoelder estimate.
     theorem : str, default="Theorem 5"
         The bound the diagnostics report.
+    exclude : ndarray of int64, optional
+        Sorted rows never to draw (validated by the caller).
 
     Returns
     -------
@@ -286,29 +314,47 @@ def sample_selection(rows, *, query_indices: np.ndarray, query_losses: np.ndarra
     sizes = rows.sizes
     cost = rows.cost
     hat_total = float(np.dot(sizes.astype(np.float64), losses))
+    out = _excluded(n, size, exclude, query_indices, replace)
+    n_user_out = 0 if exclude is None else int(np.asarray(exclude).shape[0])
+    if out.size:
+        out_lab, out_v = rows.take_rows(out)
+        out_block = np.searchsorted(rows.starts, out, side="right") - 1
+        hat_total -= float(losses[out_lab].sum())
+        cost -= float(out_v.sum())
+        cost = max(cost, 0.0)
+    n_avail = n - out.shape[0]
     if lam_rule is None:
         lam_value, lam_rule = resolve_lam(lam, hat_total, cost)
     else:
         lam_value = float(lam)
     masses = block_masses(rows, losses, lam_value)
+    block_rows = np.diff(rows.starts).astype(np.float64)
+    local = [np.empty(0, dtype=np.int64)] * rows.n_blocks
+    if out.size:
+        masses = masses - np.bincount(out_block, weights=losses[out_lab] + lam_value * out_v,
+                                      minlength=rows.n_blocks)
+        masses = np.maximum(masses, 0.0)
+        block_rows -= np.bincount(out_block, minlength=rows.n_blocks)
+        cuts = np.searchsorted(out, rows.starts)
+        local = [out[cuts[b]:cuts[b + 1]] - rows.starts[b] for b in range(rows.n_blocks)]
     total = float(masses.sum())
     d_losses, d_lam, d_mix = losses, lam_value, mix
     if not _checked_total(total):
         _zero_mass_warning(4)
         d_losses, d_lam, d_mix, total = np.zeros_like(losses), 0.0, 1.0, 1.0
         masses = np.zeros_like(masses)
-    block_rows = np.diff(rows.starts)
     if replace:
         shares = masses / total
-        if d_mix:  # p = mix / n + (1 - mix) p, block by block
-            shares = (1.0 - d_mix) * shares + d_mix * block_rows / n
+        if d_mix:  # p = mix / n + (1 - mix) p, block by block (over the rows not excluded)
+            shares = (1.0 - d_mix) * shares + d_mix * block_rows / n_avail
         bounds = np.cumsum(shares)
         u = rng.random(size) * bounds[-1]
         block_of = np.minimum(np.searchsorted(bounds, u, side="right"), rows.n_blocks - 1)
         order = np.argsort(block_of, kind="stable")
         cuts = np.searchsorted(block_of[order], np.arange(rows.n_blocks + 1))
-        args = [(d_losses, d_lam, total, d_mix, n, u[order[cuts[b]:cuts[b + 1]]],
-                 0.0 if b == 0 else float(bounds[b - 1])) for b in range(rows.n_blocks)]
+        args = [(d_losses, d_lam, total, d_mix, n_avail, u[order[cuts[b]:cuts[b + 1]]],
+                 0.0 if b == 0 else float(bounds[b - 1]), local[b])
+                for b in range(rows.n_blocks)]
         results = rows.map_blocks(_iid_block, args)
         idx = np.empty(size, dtype=np.int64)
         prob = np.empty(size)
@@ -320,10 +366,14 @@ def sample_selection(rows, *, query_indices: np.ndarray, query_losses: np.ndarra
         stats = [st for st, _ in results]
         weights = 1.0 / (size * prob)
     else:
-        args = [(d_losses, d_lam, total, d_mix, n)] * rows.n_blocks
+        args = [(d_losses, d_lam, total, d_mix, n_avail, local[b]) for b in range(rows.n_blocks)]
         p = np.concatenate(rows.map_blocks(_all_block, args)) if rows.n_blocks else np.empty(0)
-        stats = [_p_stats(p)]
-        pi = inclusion_probabilities(p, size)
+        eligible = None
+        if out.size:
+            eligible = np.ones(n, dtype=bool)
+            eligible[out] = False
+        stats = [_p_stats(p if eligible is None else p[eligible])]
+        pi = inclusion_probabilities(p, size, eligible)
         del p
         idx = draw_without_replacement(pi, rng)
         prob = pi[idx]
@@ -338,8 +388,19 @@ def sample_selection(rows, *, query_indices: np.ndarray, query_losses: np.ndarra
         "n_clusters": int(k if n_clusters is None else n_clusters), "cost": float(cost),
         "hat_total": hat_total, "size": int(size), "mix": float(mix), "path": path,
     }
+    if out.size:
+        known = np.setdiff1d(np.asarray(query_indices, dtype=np.int64),
+                             np.asarray(exclude if exclude is not None else [], dtype=np.int64))
+        pos = np.searchsorted(np.sort(query_indices), known)
+        order_q = np.argsort(query_indices, kind="stable")
+        queried_out = not replace and known.size and np.isin(known, out).all()
+        known_total = float(losses[order_q[pos]].sum()) if queried_out else 0.0
+        out_params.update({"excluded": int(n_user_out), "n_covered": int(n - n_user_out),
+                           "known_total": known_total,
+                           "hat_covered": hat_total + known_total})
     if params:
         out_params.update(params)
+    p_summary = (n_avail, p_summary[1], p_summary[2], p_summary[3])
     diagnostics = selection_diagnostics(
         p_summary=p_summary, indices=idx, weights=weights, query_points=query_points,
         query_losses=losses, cluster_sizes=sizes, cost=cost, hat_total=hat_total,

@@ -139,9 +139,19 @@ def _make(name: str) -> Callable[..., Selection]:
             return fn(probs, X, size, seed=seed, exclude=labelled, **options)
         if name == "sensitivity":
             _need(name, inputs, "X", "oracle")
-            _no_labelled(name, labelled)
-            options.setdefault("n_clusters", max(1, int(size) // 5))
-            return fn(X, oracle, size, seed=seed, **options)
+            # size new labels in all: the k queried centers and size - k distinct rows drawn,
+            # none of them labelled already
+            size = int(size)
+            options.setdefault("n_clusters", max(1, size // 5))
+            options.setdefault("replace", False)
+            draws = size - int(options["n_clusters"])
+            if draws < 1:
+                raise ValueError(
+                    f"strategy 'sensitivity' spends size={size} new labels on "
+                    f"n_clusters={options['n_clusters']} queried centers and the draws; "
+                    "size must exceed n_clusters."
+                )
+            return fn(X, oracle, draws, seed=seed, exclude=labelled, **options)
         # leverage
         _need(name, inputs, "X")
         _no_labelled(name, labelled)

@@ -254,11 +254,15 @@ class DaskRows(RowState):
         return import_dask()[1]
 
     def take(self, rows: np.ndarray) -> np.ndarray:
+        return self.take_rows(rows)[0]
+
+    def take_rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         rows = np.asarray(rows, dtype=np.int64)
         order = np.argsort(rows, kind="stable")
-        got = np.empty(rows.shape[0], dtype=np.int64)
-        got[order] = np.asarray(self.out[rows[order], 0].compute()).astype(np.int64)
-        return got
+        got = np.empty((rows.shape[0], 2))
+        if rows.size:
+            got[order] = np.asarray(self.out[rows[order]].compute())
+        return got[:, 0].astype(np.int64), got[:, 1].copy()
 
     @property
     def labels(self):

@@ -79,6 +79,12 @@ class RowState:
         """The labels of the given rows."""
         raise NotImplementedError
 
+    def take_rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The labels and ``v`` of the given rows."""
+        rows = np.asarray(rows, dtype=np.int64)
+        return np.asarray(self.labels[rows], dtype=np.int64), np.asarray(self.distances[rows],
+                                                                          dtype=np.float64)
+
     def close_writing(self) -> None:
         pass
 
