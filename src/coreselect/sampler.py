@@ -9,6 +9,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ._validation import (
+    check_choice,
     check_exclude,
     check_lam,
     check_losses,
@@ -26,7 +27,7 @@ from .clustering import Clustering, FittedState, fit_pool
 from .oracle import LossCache, ask_oracle
 from .pools import as_pool
 from .selection import Selection
-from .sensitivity import sample_selection
+from .sensitivity import DESIGNS, sample_selection
 
 __all__ = ["SensitivitySampler", "sensitivity_sample"]
 
@@ -176,7 +177,7 @@ class SensitivitySampler:
             raise RuntimeError("this SensitivitySampler is not fitted yet; call fit(X) first.")
 
     def sample(self, query_losses, size: int, *, lam="auto", replace: bool = True,
-               seed=None, mix: float = 0.0) -> Selection:
+               seed=None, mix: float = 0.0, design: str = "sensitivity") -> Selection:
         """Draw the weighted sample from the losses of the queried rows.
 
         Parameters
@@ -197,6 +198,11 @@ class SensitivitySampler:
             Defensive mixing alpha in [0, 1]: ``p = alpha / n + (1 - alpha) p``. The
             estimator's variance is then at most ``1 / alpha`` times a uniform sample's
             whatever the loss, and at most ``1 / (1 - alpha)`` times the unmixed one's.
+        design : {"sensitivity", "stratified"}, default="sensitivity"
+            "sensitivity": Algorithm 1, as the paper has it. "stratified": the clusters as
+            strata, the queried centers known exactly, ``size`` draws allocated in proportion
+            to the cluster sizes (at least one per cluster) and drawn without replacement
+            inside each; see :func:`coreselect.sensitivity.sample_selection`.
 
         Returns
         -------
@@ -222,17 +228,19 @@ class SensitivitySampler:
         rng = self.rng_ if seed is None else check_random_state(seed)
         lam = check_lam(lam)
         mix = check_mix(mix)
-        return self._sample(losses, size, lam=lam, replace=replace, rng=rng, mix=mix)
+        design = check_choice(design, "design", DESIGNS)
+        return self._sample(losses, size, lam=lam, replace=replace, rng=rng, mix=mix,
+                            design=design)
 
     def _sample(self, losses: np.ndarray, size: int, *, lam, replace: bool,
-                rng: np.random.Generator, mix: float) -> Selection:
+                rng: np.random.Generator, mix: float, design: str = "sensitivity") -> Selection:
         """The one sample step on validated inputs."""
         state = self._fitted()
         return sample_selection(
             state.rows, query_indices=self.query_indices_, query_losses=losses,
             query_points=state.query_points, size=size, lam=lam, replace=replace, rng=rng,
             mix=mix, z=float(self.z), n_clusters=int(self.n_clusters), path=state.path,
-            exclude=state.exclude)
+            exclude=state.exclude, design=design)
 
     def save(self, path, *, X=None) -> str:
         """Write the fitted state to ``path`` (``.npz`` + JSON, no pickles); see
@@ -276,7 +284,7 @@ def sensitivity_sample(X, oracle: Callable, size: int, *, n_clusters: int, z: fl
                        batch_size: int | None = 1024,
                        cache: LossCache | str | os.PathLike | None = None,
                        progress: bool = False, mix: float = 0.0, exclude=None,
-                       **fit_params) -> Selection:
+                       design: str = "sensitivity", **fit_params) -> Selection:
     """Select ``size`` weighted rows of ``X`` after asking ``oracle`` about ``n_clusters`` rows.
 
     Algorithm 1 of the paper: a (k, z)-clustering of the embeddings, the oracle's loss at the
@@ -316,6 +324,8 @@ def sensitivity_sample(X, oracle: Callable, size: int, *, n_clusters: int, z: fl
     exclude : array-like of int, optional
         Rows already labelled (a warm start): never queried, never drawn; the selection
         and its estimate cover the other rows.
+    design : {"sensitivity", "stratified"}, default="sensitivity"
+        How the ``size`` rows are drawn; see :meth:`SensitivitySampler.sample`.
     **fit_params
         Passed to :class:`SensitivitySampler` (``fit_sample_size``, ``max_iter``,
         ``chunk_size``, ``backend``, ``memory_limit``, ``far_rows``).
@@ -349,6 +359,7 @@ def sensitivity_sample(X, oracle: Callable, size: int, *, n_clusters: int, z: fl
     size = check_size(size, n_avail, replace=replace)
     lam = check_lam(lam)
     mix = check_mix(mix)
+    design = check_choice(design, "design", DESIGNS)
     if batch_size is not None:
         check_positive_int(batch_size, "batch_size")
     sampler = SensitivitySampler(n_clusters, z=z, seed=rng, progress=progress, **fit_params)
@@ -358,4 +369,5 @@ def sensitivity_sample(X, oracle: Callable, size: int, *, n_clusters: int, z: fl
     sampler._fit_pool(pool, rng, exclude)
     losses = ask_oracle(oracle, sampler.query_indices_, batch_size=batch_size, cache=cache,
                         progress=progress, state=sampler)
-    return sampler._sample(losses, size, lam=lam, replace=replace, rng=rng, mix=mix)
+    return sampler._sample(losses, size, lam=lam, replace=replace, rng=rng, mix=mix,
+                           design=design)

@@ -268,7 +268,10 @@ class Selection:
                 offset = float(np.dot(self.cluster_sizes.astype(np.float64), self.query_losses))
         else:
             raise ValueError(f"method must be 'weighted' or 'difference'; got {method!r}.")
-        value, var = _estimate(y, self.weights, self.probabilities, self.replace)
+        if self.params.get("design") == "stratified":
+            value, var = _stratified_estimate(y, self.weights, self.centers)
+        else:
+            value, var = _estimate(y, self.weights, self.probabilities, self.replace)
         return _interval(offset + value, var, self.size, confidence)
 
     def estimate_mean(self, losses: Any, *, method: str = "weighted",
@@ -336,6 +339,43 @@ def _estimate(y: np.ndarray, w: np.ndarray, p: np.ndarray, replace: bool) -> tup
         b = float(np.sum(c * x) / c.sum())
         var = s / (s - 1) * float(np.sum(c * (x - b) ** 2))
     return value, max(var, 0.0)
+
+
+def _stratified_estimate(y: np.ndarray, w: np.ndarray, strata: np.ndarray) -> tuple[float, float]:
+    """Stratified Horvitz-Thompson total and its variance estimate.
+
+    Stratum h (the rows sharing a center) holds ``N_h`` rows of which ``n_h`` were drawn
+    uniformly without replacement (weight ``N_h / n_h``): ``Var = sum_h N_h^2 (1 - n_h / N_h)
+    s_h^2 / n_h``. Strata with one draw have no ``s_h^2``: they are collapsed in pairs (by
+    stratum size), each group contributing ``L / (L - 1) sum (t_h - mean t)^2`` over its L
+    strata with ``t_h = N_h y_h`` (conservative).
+    """
+    value = float(np.dot(w, y))
+    uniq, inv, counts = np.unique(strata, return_inverse=True, return_counts=True)
+    sums = np.bincount(inv, weights=y, minlength=uniq.shape[0])
+    sq = np.bincount(inv, weights=y * y, minlength=uniq.shape[0])
+    big_n = np.bincount(inv, weights=w, minlength=uniq.shape[0])  # n_h weights N_h / n_h
+    var = 0.0
+    many = counts >= 2
+    if many.any():
+        nh = counts[many].astype(np.float64)
+        mean = sums[many] / nh
+        s2 = np.maximum(sq[many] - nh * mean**2, 0.0) / (nh - 1)
+        fpc = np.clip(1.0 - nh / big_n[many], 0.0, 1.0)
+        var += float(np.sum(big_n[many] ** 2 * fpc * s2 / nh))
+    single = np.flatnonzero(~many)
+    if single.size == 1:
+        return value, float("nan")
+    if single.size >= 2:
+        order = single[np.argsort(big_n[single], kind="stable")]
+        t = big_n[order] * sums[order]  # N_h y_h
+        stop = t.size - t.size % 2
+        groups = [t[i:i + 2] for i in range(0, stop, 2)]
+        if t.size % 2:
+            groups[-1] = np.append(groups[-1], t[-1])
+        for g in groups:
+            var += g.size / (g.size - 1) * float(np.sum((g - g.mean()) ** 2))
+    return value, var
 
 
 def _interval(value: float, var: float, s: int, confidence: float) -> Estimate:

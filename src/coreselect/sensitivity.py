@@ -31,7 +31,12 @@ from ._validation import check_lam
 from .diagnostics import selection_diagnostics
 from .selection import Selection
 
+# The sampling designs of the one sample step.
+DESIGNS = ("sensitivity", "stratified")
+
 __all__ = [
+    "DESIGNS",
+    "proportional_allocation",
     "resolve_lam",
     "block_probabilities",
     "block_masses",
@@ -243,6 +248,56 @@ def row_probabilities(rows, losses: np.ndarray, lam: float, mix: float = 0.0) ->
     return np.concatenate(rows.map_blocks(_all_block, args))
 
 
+def _strata_block(labels, v, start, arg):
+    """The rows of one block picked by (stratum, rank among the block's available rows)."""
+    k, out, strata, ranks = arg
+    if strata.size == 0:
+        return np.empty(0, dtype=np.int64)
+    lab = np.array(labels, dtype=np.int64)
+    if out.size:
+        lab[out] = k  # excluded rows sort last and are never picked
+    order = np.argsort(lab, kind="stable")
+    first = np.concatenate([[0], np.cumsum(np.bincount(lab, minlength=k + 1))])
+    return start + order[first[strata] + ranks]
+
+
+def proportional_allocation(sizes: np.ndarray, size: int) -> np.ndarray:
+    """Draws per stratum: ``size N_h / N`` rounded (largest remainders), at least 1 for every
+    non-empty stratum and never more than a stratum holds; ``size`` must be at least the
+    number of non-empty strata.
+
+    Examples
+    --------
+    >>> proportional_allocation(np.array([10, 30, 0, 60]), 10).tolist()
+    [1, 3, 0, 6]
+    """
+    sizes = np.asarray(sizes, dtype=np.int64)
+    nonempty = sizes > 0
+    quota = size * sizes / float(max(1, sizes.sum()))
+    alloc = np.where(nonempty, np.maximum(1, np.floor(quota)), 0).astype(np.int64)
+    alloc = np.minimum(alloc, sizes)
+    frac = quota - np.floor(quota)
+    while alloc.sum() > size:  # the minimum of one draw took too much: trim the largest
+        over = np.flatnonzero(alloc > 1)
+        j = over[np.argmin(frac[over] - alloc[over] * 1e-9)] if over.size else None
+        if j is None:
+            break
+        alloc[j] -= 1
+        frac[j] += 1.0
+    rest = size - int(alloc.sum())
+    if rest > 0:
+        room = sizes - alloc
+        order = np.argsort(-frac, kind="stable")
+        order = order[room[order] > 0]
+        while rest > 0 and order.size:
+            take = order[:rest]
+            alloc[take] += 1
+            rest = size - int(alloc.sum())
+            room = sizes - alloc
+            order = order[room[order] > 0]
+    return alloc
+
+
 def _excluded(n: int, size: int, exclude, query_indices, replace: bool) -> np.ndarray:
     """The sorted rows the draw must skip: ``exclude``, and the queried rows when drawing
     without replacement (their losses are known exactly) as long as ``size`` rows remain."""
@@ -260,7 +315,8 @@ def sample_selection(rows, *, query_indices: np.ndarray, query_losses: np.ndarra
                      method: str = "sensitivity", path: str = "in-memory",
                      lam_rule: str | None = None, params: dict | None = None,
                      holder_quantile: float = 0.9, theorem: str = "Theorem 5",
-                     exclude: np.ndarray | None = None) -> Selection:
+                     exclude: np.ndarray | None = None,
+                     design: str = "sensitivity") -> Selection:
     """Draw the weighted sample of a fitted pool and build its :class:`Selection`.
 
     Rows in ``exclude`` (e.g. rows already labelled) are never drawn: the sample and its
@@ -303,6 +359,14 @@ def sample_selection(rows, *, query_indices: np.ndarray, query_losses: np.ndarra
         The bound the diagnostics report.
     exclude : ndarray of int64, optional
         Sorted rows never to draw (validated by the caller).
+    design : {"sensitivity", "stratified"}, default="sensitivity"
+        "sensitivity": Algorithm 1 (draws with probability ``p``). "stratified": the
+        clusters are strata; the queried centers are a take-all stratum (known losses); the
+        ``size`` draws are allocated to the clusters in proportion to their sizes (at least
+        one each: ``size`` must be at least the number of non-empty clusters) and drawn
+        uniformly without replacement inside each; weights ``N_h / n_h``, and
+        :meth:`Selection.estimate_total` uses the stratified variance. ``lam`` and ``mix`` do
+        not enter this design.
 
     Returns
     -------
@@ -314,6 +378,8 @@ def sample_selection(rows, *, query_indices: np.ndarray, query_losses: np.ndarra
     sizes = rows.sizes
     cost = rows.cost
     hat_total = float(np.dot(sizes.astype(np.float64), losses))
+    if design == "stratified":
+        replace = False
     out = _excluded(n, size, exclude, query_indices, replace)
     n_user_out = 0 if exclude is None else int(np.asarray(exclude).shape[0])
     if out.size:
@@ -343,7 +409,42 @@ def sample_selection(rows, *, query_indices: np.ndarray, query_losses: np.ndarra
         _zero_mass_warning(4)
         d_losses, d_lam, d_mix, total = np.zeros_like(losses), 0.0, 1.0, 1.0
         masses = np.zeros_like(masses)
-    if replace:
+    if design == "stratified":
+        avail = rows.counts.copy()
+        if out.size:
+            np.add.at(avail, (out_block, out_lab), -1)
+        strata_sizes = avail.sum(axis=0)
+        nonempty = int(np.count_nonzero(strata_sizes))
+        if size < nonempty:
+            raise ValueError(
+                f"design='stratified' draws at least one row in each of the {nonempty} "
+                f"non-empty clusters; got size={size}. Raise size or lower n_clusters."
+            )
+        alloc = proportional_allocation(strata_sizes, size)
+        size = int(alloc.sum())
+        strata = np.repeat(np.arange(alloc.shape[0]), alloc)
+        ranks = np.concatenate([rng.choice(int(N), int(a), replace=False)
+                                for N, a in zip(strata_sizes, alloc, strict=True) if a > 0]
+                               ) if size else np.empty(0, dtype=np.int64)
+        cum = np.cumsum(avail, axis=0) - avail  # available rows of each stratum before block b
+        block_of = (cum[:, strata] <= ranks[None, :]).sum(axis=0) - 1
+        local_rank = ranks - cum[block_of, strata]
+        order = np.argsort(block_of, kind="stable")
+        cuts = np.searchsorted(block_of[order], np.arange(rows.n_blocks + 1))
+        args = [(rows.k, local[b], strata[order[cuts[b]:cuts[b + 1]]],
+                 local_rank[order[cuts[b]:cuts[b + 1]]]) for b in range(rows.n_blocks)]
+        picked = rows.map_blocks(_strata_block, args)
+        idx = np.empty(size, dtype=np.int64)
+        for b in range(rows.n_blocks):
+            idx[order[cuts[b]:cuts[b + 1]]] = picked[b]
+        sort = np.argsort(idx, kind="stable")
+        idx, strata = idx[sort], strata[sort]
+        prob = alloc[strata] / strata_sizes[strata]
+        weights = 1.0 / prob
+        labs = strata
+        stats = [(int(np.count_nonzero(strata_sizes[alloc == 0])), float(prob.min()) / size,
+                  float(prob.max()) / size)] if size else [(0, 0.0, 0.0)]
+    elif replace:
         shares = masses / total
         if d_mix:  # p = mix / n + (1 - mix) p, block by block (over the rows not excluded)
             shares = (1.0 - d_mix) * shares + d_mix * block_rows / n_avail
@@ -388,6 +489,12 @@ def sample_selection(rows, *, query_indices: np.ndarray, query_losses: np.ndarra
         "n_clusters": int(k if n_clusters is None else n_clusters), "cost": float(cost),
         "hat_total": hat_total, "size": int(size), "mix": float(mix), "path": path,
     }
+    if design == "stratified":
+        out_params.update({"design": "stratified", "allocation": "proportional",
+                           "strata": int(np.count_nonzero(alloc)), "lam": 0.0,
+                           "lam_rule": "not used by design='stratified'"})
+    else:
+        out_params["design"] = "sensitivity"
     if out.size:
         known = np.setdiff1d(np.asarray(query_indices, dtype=np.int64),
                              np.asarray(exclude if exclude is not None else [], dtype=np.int64))
@@ -406,6 +513,13 @@ def sample_selection(rows, *, query_indices: np.ndarray, query_losses: np.ndarra
         query_losses=losses, cluster_sizes=sizes, cost=cost, hat_total=hat_total,
         lam=lam_value, lam_rule=lam_rule, z=z, size=size, replace=replace, mix=mix,
         holder_quantile=holder_quantile, theorem=theorem)
+    if design == "stratified":
+        diagnostics["design"] = "stratified"
+        diagnostics["warnings"] = []
+        diagnostics["verdict"] = (
+            "Stratified by the clusters (proportional allocation, the queried centers known "
+            "exactly): unbiased, with a variance at most a uniform sample's of the same size "
+            "up to the rounding of the allocation.")
     return Selection(
         indices=idx, weights=weights, probabilities=prob, n=n,
         centers=np.asarray(query_indices)[labs], query_indices=query_indices,
