@@ -125,3 +125,34 @@ def test_far_rows_are_isolated_the_same_way_on_every_pool(tmp_path):
     np.testing.assert_array_equal(tiny.query_indices_, ref.query_indices)
     np.testing.assert_array_equal(np.asarray(tiny.labels_), cs.SensitivitySampler(
         12, seed=3).fit(X).labels_)
+
+
+@pytest.mark.parametrize("e", [-520, -200, -160, 34, 200])
+def test_a_power_of_two_scale_does_not_change_the_centers(e):
+    # seeding rescales by a power of two judged on float64 values (found by property tests)
+    X = np.random.default_rng(0).normal(size=(30, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        a = cs.SensitivitySampler(4, seed=0).fit(X)
+        b = cs.SensitivitySampler(4, seed=0).fit(np.ldexp(X, e))
+    np.testing.assert_array_equal(a.query_indices_, b.query_indices_)
+
+
+def test_overflowing_distances_are_a_clear_error_and_tiny_ones_are_fine():
+    X = np.random.default_rng(0).normal(size=(30, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="X holds values so large .* overflow float64"):
+            cs.sensitivity_sample(np.ldexp(X, 510), np.ones(30).__getitem__, 10, n_clusters=4)
+        sel = cs.sensitivity_sample(np.ldexp(X, -520), np.ones(30).__getitem__, 10,
+                                    n_clusters=4, seed=0)
+    assert sel.params["lam"] == 0.0 and "negligible" in sel.params["lam_rule"]
+    assert np.all(np.isfinite(sel.weights)) and np.all(sel.weights > 0)
+
+
+def test_a_python_bool_is_not_an_int():
+    X = np.random.default_rng(0).normal(size=(12, 2))
+    with pytest.raises(TypeError, match="size must be an int >= 1; got bool True"):
+        cs.sensitivity_sample(X, np.ones(12).__getitem__, True, n_clusters=2)
+    with pytest.raises(TypeError, match="n_clusters must be an int"):
+        cs.SensitivitySampler(True).fit(X)

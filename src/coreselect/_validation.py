@@ -148,7 +148,10 @@ def check_finite_rows(block: np.ndarray, start: int = 0, name: str = "X", *,
 def check_positive_int(value: Any, name: str, *, minimum: int = 1, maximum: int | None = None,
                        maximum_name: str | None = None) -> int:
     """Check that ``value`` is an int in ``[minimum, maximum]`` and return it as ``int``."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+    if isinstance(value, (bool, np.bool_)):
+        rng = f"[{minimum}, {maximum_name or maximum}]" if maximum is not None else f">= {minimum}"
+        raise TypeError(f"{name} must be an int {rng}; got bool {value!r}.")
+    if not isinstance(value, numbers.Integral):
         if isinstance(value, numbers.Real) and float(value).is_integer():
             value = int(value)
         else:

@@ -14,7 +14,7 @@ import numpy as np
 
 from ._progress import Progress
 from ._validation import check_random_state
-from .kernels import nearest_centers, pairwise_sq_dists, power_of_distance
+from .kernels import maxabs, nearest_centers, pairwise_sq_dists, power_of_distance, scale_for
 
 __all__ = ["dz_seeding", "fit_centers", "default_fit_size", "distinct_rows"]
 
@@ -62,10 +62,13 @@ def dz_seeding(X: np.ndarray, n_clusters: int, *, z: float = 2.0, seed=None,
     m = X.shape[0]
     k = int(n_clusters)
     L = int(n_candidates) if n_candidates else 2 + int(np.log(max(k, 2)))
-    x32 = np.ascontiguousarray(X, dtype=np.float32)
-    scale = float(np.max(np.abs(x32))) or 1.0
-    if not np.isfinite(scale) or scale > 2.0**40 or scale < 2.0**-40:
-        x32 = np.ascontiguousarray(np.asarray(X, dtype=np.float64) / scale, dtype=np.float32)
+    # rescale by a power of two (exact) when float32 squares would over- or underflow, judged
+    # on the float64 values: the float32 copy of huge or tiny rows is already inf or 0
+    scale = scale_for(maxabs(np.asarray(X, dtype=np.float64)))
+    if scale == 1.0:
+        x32 = np.ascontiguousarray(X, dtype=np.float32)
+    else:
+        x32 = np.ascontiguousarray(np.asarray(X, dtype=np.float64) * scale, dtype=np.float32)
     xnorm = np.einsum("ij,ij->i", x32, x32)
     chosen = np.empty(k, dtype=np.int64)
     first = int(rng.integers(m))
@@ -214,7 +217,14 @@ def fit_centers(xs: np.ndarray, k: int, *, z: float, rng: np.random.Generator, b
     bar = Progress(max_iter, "fitting", enabled=progress, unit="steps")
     for n_iter in range(1, max_iter + 1):  # noqa: B007 (n_iter is reported after the loop)
         labels, dist = nearest_centers(xs, centers, backend=backend, z=z, chunk_size=chunk_size)
-        cost = float(dist.sum())
+        with np.errstate(over="ignore"):
+            cost = float(dist.sum())
+        if not np.isfinite(cost):
+            raise ValueError(
+                f"X holds values so large (up to {maxabs(xs):.3g}) that their distances "
+                f"raised to z={z:g} overflow float64; rescale X (e.g. divide it by its largest "
+                "absolute value) first."
+            )
         if cost < best_cost:
             best_cost, best_centers, best_fit = cost, centers, (labels, dist)
         bar.update(1)

@@ -59,7 +59,10 @@ def resolve_lam(lam, hat_total: float, cost: float) -> tuple[float, str]:
         return 0.0, "auto: Phi = 0, distances carry no mass"
     if hat_total <= 0:
         return 1.0, "auto: all query losses are 0, sampling by distance only"
-    return float(hat_total / cost), "auto: lam = sum(l_hat) / Phi (half the mass each)"
+    lam_value = float(hat_total / cost)
+    if not np.isfinite(lam_value):  # Phi underflows next to the losses: distances weigh 0
+        return 0.0, "auto: Phi is negligible next to sum(l_hat), distances carry no mass"
+    return lam_value, "auto: lam = sum(l_hat) / Phi (half the mass each)"
 
 
 def block_probabilities(labels: np.ndarray, v: np.ndarray, losses: np.ndarray, lam: float,
