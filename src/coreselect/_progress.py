@@ -49,14 +49,14 @@ class Progress:
             self._last = now
             self._draw(now)
 
-    def _draw(self, now: float) -> None:
+    def _draw(self, now: float, final: bool = False) -> None:
         self._drawn = self.done
         elapsed = now - self._start
         frac = self.done / self.total if self.total else 1.0
         width = 24
         filled = int(round(width * min(1.0, frac)))
         eta = elapsed * (1 - frac) / frac if frac > 0 else float("nan")
-        eta_s = f" eta {eta:5.1f}s" if frac < 1 and eta == eta else ""
+        eta_s = f" eta {eta:5.1f}s" if frac < 1 and eta == eta and not final else ""
         line = (f"{self.desc}: [{'#' * filled}{'.' * (width - filled)}] {self.done}/"
                 f"{self.total} {self.unit} {elapsed:5.1f}s{eta_s}")
         self._width = max(self._width, len(line))
@@ -68,7 +68,7 @@ class Progress:
             return
         self._closed = True
         if self.enabled:
-            if self._drawn != self.done:
-                self._draw(time.perf_counter())
+            if self._drawn != self.done or not self._live or self.done < self.total:
+                self._draw(time.perf_counter(), final=True)  # no eta: the work is over
             self.stream.write("\n")
             self.stream.flush()

@@ -106,8 +106,10 @@ def check_output(path: str | os.PathLike, *, force: bool = False,
         try:
             os.makedirs(folder, exist_ok=True)
         except OSError as exc:
-            raise type(exc)(exc.errno, f"{name} {path}: cannot create folder {folder!r} "
-                            f"({exc.strerror})") from None
+            kind = (PermissionError if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
+                    else type(exc))
+            raise kind(exc.errno, f"{name} {path}: cannot create folder {folder!r} "
+                       f"({exc.strerror})") from None
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"{name}: folder {folder!r} does not exist.")
     if os.path.isdir(path):

@@ -134,8 +134,10 @@ class LossCache(Mapping):
             folder = os.path.dirname(os.path.abspath(self.path))
             if not os.path.isdir(folder):
                 raise FileNotFoundError(f"{self.path}: folder {folder!r} does not exist.")
-            with self._exclusive() as fd:  # a new file gets its header before anyone appends
-                if os.fstat(fd).st_size == 0:
+            new = not os.path.exists(self.path) or os.path.getsize(self.path) == 0
+            with self._exclusive() if new else contextlib.nullcontext() as fd:
+                # a new file gets its header before anyone appends
+                if new and os.fstat(fd).st_size == 0:
                     os.write(fd, self._header_text().encode("utf-8"))
                     os.fsync(fd)
         if os.path.exists(self.path):
@@ -154,6 +156,15 @@ class LossCache(Mapping):
         head = f"{HEADER_TAG} {json.dumps(self._new_header)}\n" if self._new_header else ""
         return head + "index,loss\n"
 
+    def _flock(self, fd: int) -> None:
+        if fcntl is None:
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            logger.info("%s is in use by another run: waiting for its answers", self.path)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+
     @contextlib.contextmanager
     def _exclusive(self):
         """An fd of the file under an exclusive lock (the one :meth:`locked` holds, if any)."""
@@ -162,8 +173,7 @@ class LossCache(Mapping):
             return
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
-            if fcntl is not None:
-                fcntl.flock(fd, fcntl.LOCK_EX)
+            self._flock(fd)
             yield fd
         finally:
             os.close(fd)  # frees the lock
@@ -180,13 +190,7 @@ class LossCache(Mapping):
             return
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
-            if fcntl is not None:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    logger.info("%s is in use by another run: waiting for its answers",
-                                self.path)
-                    fcntl.flock(fd, fcntl.LOCK_EX)
+            self._flock(fd)
             self._lock_fd = fd
             self._read()
             yield self

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from ..oracle import OracleError
 from ._commands import UsageError
-from ._output import fail
+from ._output import cli_words, fail
 from ._parser import build_parser
 
 __all__ = ["main", "build_parser", "UsageError"]
@@ -28,13 +28,20 @@ _USAGE = (ValueError, TypeError, FileNotFoundError, FileExistsError, IsADirector
           NotADirectoryError, PermissionError)
 
 
+class _Formatter(logging.Formatter):
+    """The library's log lines, with its Python arguments said as flags."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return cli_words(super().format(record))
+
+
 def _setup_logging(args) -> tuple:
     """Log lines of the library to stderr; returns what :func:`_restore_logging` puts back."""
     level = logging.DEBUG if args.debug else (logging.WARNING if args.quiet else logging.INFO)
     root = logging.getLogger("coreselect")
     saved = (root.level, root.propagate)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("coreselect: %(message)s"))
+    handler.setFormatter(_Formatter("coreselect: %(message)s"))
     handler._coreselect_cli = True
     root.addHandler(handler)
     root.setLevel(level)

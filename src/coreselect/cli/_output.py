@@ -41,6 +41,7 @@ def cli_words(message: str) -> str:
     text = re.sub(r"(?<![\w-])(key|columns)=", r"--\1", text)
     for name, flag in _FLAGS.items():
         text = re.sub(rf"(?<![\w.-]){name}(?!\w)", flag, text)
+    text = re.sub(r"(?<![\w-])mix > 0", "--mix > 0", text)
     for name, flag in _LEADING.items():
         text = re.sub(rf"(^|; |\. ){name}(?= must| is| has)", rf"\g<1>{flag}", text)
     return text
@@ -77,8 +78,8 @@ def verdict(sel) -> tuple[list[str], dict]:
     diag = getattr(sel, "diagnostics", None) or {}
     said = diag.get("verdict")
     warns = [str(w) for w in diag.get("warnings", []) or []]
-    lines = [f"verdict: {said}"] if said else []
-    lines += [f"warning: {w}" for w in warns]
+    lines = [f"verdict: {cli_words(said)}"] if said else []
+    lines += [f"warning: {cli_words(w)}" for w in warns]
     return lines, {"verdict": said, "warnings": warns}
 
 
