@@ -422,6 +422,8 @@ def select(args) -> int:
     if args.cache:
         io.check_output(args.cache, force=True, name="--cache", create=True,
                         room=64 * args.clusters + 24 * n)
+        if os.path.exists(args.cache) and not os.access(args.cache, os.W_OK):
+            raise PermissionError(f"--cache {args.cache}: the file is not writable.")
     fp = io.fingerprint(X, progress=_progress(args))
     seed = args.seed if args.seed is not None else _new_seed()
     if not args.cache:

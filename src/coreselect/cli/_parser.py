@@ -10,6 +10,7 @@ import numpy as np
 
 from .._argparse import number
 from . import _commands as commands
+from . import _embed
 
 __all__ = ["build_parser"]
 
@@ -40,6 +41,7 @@ def _auto_or_int(text: str):
 
 _EPILOG = """\
 examples:
+  coreselect embed texts.txt --out emb.npy     # texts: one a line (pip install coreselect[text])
   coreselect info emb.npy
   coreselect plan emb.npy --clusters 200 --seed 0 --out run/
   #   ... fill the 'loss' column of run/queries.csv (a person, a batch job) ...
@@ -213,6 +215,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weighted (default) or difference (queried losses as control variate)")
     p.add_argument("--confidence", type=float, default=0.95, help="interval level (0.95)")
     p.set_defaults(func=commands.estimate)
+
+    p = sub.add_parser(
+        "embed", parents=[common], formatter_class=fmt,
+        help="texts to a memory-mapped .npy of sentence embeddings (coreselect[text])",
+        description=wrap("Embed the lines of a .txt file (row i = line i + 1, empty lines "
+                    "too), or a text column of a Hugging Face dataset saved with save_to_disk, "
+                    "with a local sentence-transformers model (default: the offline "
+                    "all-MiniLM-L6-v2 of coreselect[text]); the .npy is written in chunks, "
+                    "so the texts need not fit in memory as vectors."),
+        epilog="example:\n  coreselect embed texts.txt --out emb.npy\n"
+               "  coreselect select emb.npy -k 100 -s 400 --oracle mymodel:loss --out sel.csv",
+    )
+    p.add_argument("texts", help="a .txt file, or the folder of a saved Hugging Face dataset")
+    p.add_argument("--out", "-o", required=True, metavar="FILE", help="the .npy to write")
+    p.add_argument("--column", default="text", help="the dataset's text column (text)")
+    p.add_argument("--model", default=None, metavar="PATH",
+                   help="a sentence-transformers model folder (default: all-MiniLM-L6-v2)")
+    p.add_argument("--batch-size", type=_positive_int, default=64,
+                   help="texts per model call (64)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output")
+    p.set_defaults(func=_embed.embed)
 
     names = commands.experiments()
     p = sub.add_parser(
