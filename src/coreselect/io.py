@@ -459,9 +459,9 @@ def _load_parquet(path: str, columns) -> np.ndarray:
         raise ValueError(f"{path} is not a readable Parquet file ({exc}).") from None
     names = [c for c in schema.names if not c.startswith("__index_level_")]
 
-    def numeric(c):
+    def numeric(c):  # booleans (flags such as is_train) only when chosen
         typ = schema.field(c).type
-        return pa.types.is_floating(typ) or pa.types.is_integer(typ) or pa.types.is_boolean(typ)
+        return pa.types.is_floating(typ) or pa.types.is_integer(typ)
 
     if columns is not None:
         wanted = _resolve_columns(columns, names, path)

@@ -11,6 +11,7 @@ command line says its flags instead (``force=True`` -> ``--force``).
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import traceback
@@ -19,7 +20,7 @@ from collections.abc import Sequence
 from ..oracle import OracleError
 from ._commands import UsageError
 from ._output import cli_words, fail
-from ._parser import build_parser
+from ._parser import build_parser, usage_error
 
 __all__ = ["main", "build_parser", "UsageError"]
 
@@ -74,8 +75,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         code = int(exc.code or 0)
-        if code and "--json" in argv:
-            fail("bad usage (see the line above and --help)", code=code, as_json=True)
+        if code and "--json" in argv:  # the line is on stderr already: JSON on stdout too
+            sys.stdout.write(json.dumps({"error": usage_error() or "bad usage",
+                                         "exit": code}) + "\n")
         return code
     if not getattr(args, "command", None):
         parser.print_help(sys.stderr)

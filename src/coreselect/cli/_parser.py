@@ -12,15 +12,23 @@ from .._argparse import number
 from . import _commands as commands
 from . import _embed
 
-__all__ = ["build_parser"]
+__all__ = ["build_parser", "usage_error"]
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors (exit 2) instead of the usage block."""
 
+    last_error: str | None = None  # for --json: the message of the error just raised
+
     def error(self, message: str):  # noqa: D401
+        _Parser.last_error = f"{self.prog}: {message} (see {self.prog} --help)"
         sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
         raise SystemExit(2)
+
+
+def usage_error() -> str | None:
+    """The last argparse error of ``coreselect``'s parsers (None if none)."""
+    return _Parser.last_error
 
 
 _positive_int = number(int, lambda v: v >= 1, "a positive integer")
