@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from conftest import make_blobs
 
+from coreselect.cli._output import cli_words
 from coreselect.io import read_selection
 
 K, S = 6, 40
@@ -93,7 +94,7 @@ def test_sample_select_estimate_print_the_verdict_and_every_warning(tmp_path):
     said, warns = sel.diagnostics["verdict"], sel.diagnostics["warnings"]
     assert any("probability 0" in w for w in warns)
     lines = out.splitlines()
-    assert f"verdict: {said}" in lines
+    assert f"verdict: {cli_words(said)}" in lines
     assert sum(line.startswith("warning: ") for line in lines) == len(warns)
     assert any("probability 0" in line and "--mix" in line for line in lines)  # flag, not mix=
     rc, out, err = run_cli(*args, "--out", tmp_path / "j.csv", "--json")
@@ -105,16 +106,17 @@ def test_sample_select_estimate_print_the_verdict_and_every_warning(tmp_path):
     labelled.write_text("index,loss\n" + "".join(f"{i},{float(loss[i])!r}\n" for i in range(len(X))))
     rc, out, err = run_cli("estimate", tmp_path / "s.csv", "--losses", labelled, "-q")
     assert rc == 0, err
-    assert f"verdict: {said}" in out.splitlines()
+    assert f"verdict: {cli_words(said)}" in out.splitlines()
     rc, out, err = run_cli("estimate", tmp_path / "s.csv", "--losses", labelled, "--json")
     assert json.loads(out)["warnings"] == warns
 
-    rc, out, err = run_cli("select", emb, "-k", K, "-s", S, "--oracle", "myoracle:loss",
-                           "--seed", 0, "--cache", tmp_path / "c.csv", "--out",
-                           tmp_path / "sel.csv", "-q", cwd=tmp_path,
-                           env={"ORACLE_LOG": str(tmp_path / "log")})
-    assert rc == 0, err
-    assert f"verdict: {read_selection(tmp_path / 'sel.csv').diagnostics['verdict']}" in out
+    for cache in ([], ["--cache", tmp_path / "c.csv"]):  # a memmap sampled directly, or a plan
+        rc, out, err = run_cli("select", emb, "-k", K, "-s", S, "--oracle", "myoracle:loss",
+                               "--seed", 0, *cache, "--out", tmp_path / "sel.csv", "--force",
+                               "-q", cwd=tmp_path, env={"ORACLE_LOG": str(tmp_path / "log")})
+        assert rc == 0, err
+        said = read_selection(tmp_path / "sel.csv").diagnostics["verdict"]
+        assert f"verdict: {cli_words(said)}" in out.splitlines()
 
 
 def test_json_errors_are_one_object_on_stdout(tmp_path):
@@ -308,6 +310,14 @@ def test_a_tampered_or_incomplete_plan_exits_2_with_one_line(tmp_path):
         assert not (tmp_path / "bad.csv").exists(), name
         for f, data in good.items():
             (run / f).write_bytes(data)
+    # a sampler saved from Python (no summary beside it) is checked by its own checksum
+    with np.load(run / "plan.npz", allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["distances"] = arrays["distances"] * 3
+    np.savez(tmp_path / "mine.npz", **arrays)
+    rc, _, err = run_cli("sample", tmp_path / "mine.npz", "--losses", answers, "-s", S, "-q",
+                         "--out", tmp_path / "bad.csv")
+    assert rc == 2 and "corrupted" in err and len(err.strip().splitlines()) == 1, err
     # embeddings changed where the plan was made: refused, unless told not to look
     changed = X.copy()
     changed[3, 1] += 1
