@@ -391,3 +391,26 @@ def test_progress_bars_leave_one_clean_line_off_a_terminal(tmp_path):
     assert "\r" not in err
     bars = [line for line in err.splitlines() if "[" in line and "/" in line]
     assert bars and all(line.rstrip() == line and " eta " not in line for line in bars)
+
+
+def test_design_flag_gives_the_python_apis_selection(tmp_path):
+    import coreselect as cs
+    from coreselect.persist import load_sampler
+
+    X, loss, emb = _pool(tmp_path)
+    run, answers = _plan_and_answers(tmp_path, loss, emb)
+    rc, out, err = run_cli("sample", run, "--losses", answers, "-s", S, "--design", "stratified",
+                           "--seed", 3, "--out", tmp_path / "s.csv", "--json", "-q")
+    assert rc == 0, err
+    got = read_selection(tmp_path / "s.csv")
+    sampler = load_sampler(run / "plan.npz")
+    want = sampler.sample(loss[sampler.query_indices_], S, design="stratified", seed=3)
+    np.testing.assert_array_equal(got.indices, want.indices)
+    np.testing.assert_allclose(got.weights, want.weights, rtol=1e-12)
+    assert got.method == want.method
+    assert json.loads(out)["verdict"] == want.diagnostics["verdict"]
+    assert not np.array_equal(got.indices, cs.SensitivitySampler(K, seed=1).fit(X).sample(
+        loss[sampler.query_indices_], S, seed=3).indices)  # the flag did change the draw
+    rc, _, err = run_cli("sample", run, "--losses", answers, "-s", S, "--design", "nope",
+                         "--out", tmp_path / "x.csv")
+    assert rc == 2 and "--design" in err

@@ -46,8 +46,11 @@ def _progress(args) -> bool:
 
 
 def _mix(args) -> dict:
-    """``mix`` only when asked for, so that samplers without the option keep working."""
-    return {"mix": args.mix} if args.mix else {}
+    """``mix`` and ``design`` only when asked for (the defaults are the API's)."""
+    options = {"mix": args.mix} if args.mix else {}
+    if args.design != "sensitivity":
+        options["design"] = args.design
+    return options
 
 
 def _fit_params(args) -> dict:

@@ -109,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="s distinct rows (Horvitz-Thompson weights) instead of i.i.d. draws")
     g.add_argument("--mix", type=_fraction, default=0.0, metavar="ALPHA",
                    help="defensive mixing with uniform sampling, in [0, 1] (default 0)")
+    g.add_argument("--design", choices=("sensitivity", "stratified"), default="sensitivity",
+                   help="sensitivity (Algorithm 1, default) or stratified (clusters as "
+                        "strata, uniform inside: safer when losses vary within clusters)")
 
     emb = argparse.ArgumentParser(add_help=False)
     _embedding_options(emb)
