@@ -7,7 +7,7 @@ PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
 # The CPU build of PyTorch (on disk on our machines); an unpinned torch pulls a CUDA build.
 TORCH  ?= torch==2.13.0
 
-.PHONY: venv install install-dev demo test test-all bench bench-quick lint docs clean
+.PHONY: venv install install-dev demo test test-all bench bench-quick lint docs dist clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,12 @@ bench-quick: install-dev
 
 docs: install-dev
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+# A wheel in dist/ (coreselect is not on PyPI): pip install dist/coreselect-*.whl elsewhere.
+dist: $(PY)
+	$(PY) -m pip wheel --quiet --disable-pip-version-check --no-deps --no-build-isolation \
+	    --wheel-dir dist .
+	@ls dist/*.whl
 
 lint: install-dev
 	$(BIN)/ruff check src tests benchmarks experiments

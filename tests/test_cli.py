@@ -521,7 +521,7 @@ def test_reproduce_dispatch(monkeypatch, capsys):
 
     module.main = fake_main
     monkeypatch.setitem(sys.modules, "coreselect.experiments.fake_exp", module)
-    monkeypatch.setattr(cli, "_experiments", lambda: ["fake_exp"])
+    monkeypatch.setattr(cli._commands, "experiments", lambda: ["fake_exp"])
     rc, _, _ = main(capsys, "reproduce", "fake_exp", "--n", "5", "--quick")
     assert rc == 3 and seen["argv"] == ["--n", "5", "--quick"]
     rc, _, err = main(capsys, "reproduce", "nope")
@@ -536,7 +536,7 @@ def test_reproduce_dispatch(monkeypatch, capsys):
 
 
 def test_reproduce_lists_real_experiments(capsys):
-    names = cli._experiments()
+    names = cli._commands.experiments()
     rc, out, _ = main(capsys, "reproduce", "--help")
     assert rc == 0
     for name in names:

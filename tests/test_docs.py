@@ -142,3 +142,53 @@ def test_rst_roles_hook():
             "keep a:b:<code>x</code>.")
     assert hook(html) == ("See <code>Selection</code> and <code>cs.uniform</code>; "
                           "keep a:b:<code>x</code>.")
+
+
+# --------------------------------------------------------------------------- snippets
+_FENCE = "```python"
+_NOT_RUN = "<!-- not run:"
+_SNIPPET_PAGES = ["README.md"] + sorted(
+    p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").glob("*.md"))
+# Optional packages a page may need; without them its snippets are skipped, not failed.
+_OPTIONAL = ("torch", "datasets", "distributed", "dask", "pyarrow", "matplotlib")
+
+
+def _snippets(page: str) -> list[str]:
+    """The ``python`` code blocks of a page, in order, but those marked ``<!-- not run: -->``
+    on the line before (an excerpt, or code that needs a cluster)."""
+    lines = (ROOT / page).read_text().splitlines()
+    blocks, i = [], 0
+    while i < len(lines):
+        if lines[i].strip() == _FENCE:
+            j = lines.index("```", i + 1)
+            if not (i and lines[i - 1].strip().startswith(_NOT_RUN)):
+                blocks.append("\n".join(lines[i + 1:j]))
+            i = j
+        i += 1
+    return blocks
+
+
+def test_snippet_reader_sees_every_block():
+    for page in _SNIPPET_PAGES:
+        text = (ROOT / page).read_text()
+        marked = text.count(_NOT_RUN)
+        assert len(_snippets(page)) + marked == text.count(_FENCE), page
+
+
+@pytest.mark.parametrize("page", [p for p in _SNIPPET_PAGES if _snippets(p)])
+def test_every_snippet_runs_as_written(page, tmp_path):
+    """The snippets of a page, run in order in one fresh interpreter, in a folder holding an
+    ``embeddings.npy`` (the file the README and the home page start from)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "embeddings.npy", rng.normal(size=(5_000, 16)).astype(np.float32))
+    code = "\n\n".join(_snippets(page))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]), MPLBACKEND="Agg")
+    res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=600)
+    missing = [m for m in _OPTIONAL if f"No module named '{m}'" in res.stderr]
+    if res.returncode and missing:
+        pytest.skip(f"{page} needs {missing[0]}")
+    assert res.returncode == 0, f"{page}:\n{res.stderr[-3000:]}"

@@ -127,3 +127,27 @@ def test_select_text(capsys, tmp_path):
     # 4 categories: chance is 0.25; the sentence embeddings separate them well above that
     assert all(0.3 < a <= 1.0 for a in accs.values()), accs
     assert accs["sensitivity, weighted"] > accs["warm start only"] - 0.05
+
+
+def test_demo_estimate_part_reaches_a_conclusion(capsys, tmp_path):
+    """Part 2 of ``make demo``: plain-words table, a conclusion drawn from its own figures,
+    what to try, a next step, and a picture with error bands."""
+    demo = runpy.run_path(str(EXAMPLES.parent / "experiments" / "demo_estimate.py"),
+                          run_name="demo")
+    assert demo["main"](["--reps", "8", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    truth = float(re.search(r"the truth \(every loss computed\)\s+([\d.]+)", out).group(1))
+    rmse = {m.group(1).strip(): float(m.group(2)) for m in
+            re.finditer(r"^ {2,4}(\S.*?)\s+(\d+\.\d+)%\s+\(random rows' error", out, re.M)}
+    assert len(rmse) == 5 and all(0 < v < 100 for v in rmse.values()), rmse
+    ratio = rmse["random rows"] / rmse["sensitivity sampling, weighted sum"]
+    said = ("beats random rows" if ratio > 1.1 else "does no better than random rows"
+            if ratio > 0.9 else "loses to random rows")
+    assert f"sensitivity sampling {said}" in " ".join(out.split())  # follows the figures
+    for words in ("what it means:", "Why it can lose", "What to try", "next:"):
+        assert words in out
+    assert truth > 0 and (tmp_path / "estimate_error.png").is_file() == _has("matplotlib")
+
+
+def _has(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None

@@ -6,7 +6,12 @@ chosen with ``key``), ``.parquet`` (a list column or wide numeric columns; needs
 Loss tables are CSV or Parquet files with an ``index`` and a ``loss`` column; every bad row is
 reported by its line (CSV) or row (Parquet) number. Outputs are written to a temporary file in
 the same folder and renamed into place, so that a run that fails or is killed never leaves a
-partial file behind; an existing output is kept unless ``force=True``.
+partial file behind; an existing output is kept unless ``force=True``. Outputs get the
+permissions of any new file (``0666`` less the umask), and :func:`check_output` can make sure,
+before any work is done, that the folder exists (or is created), is writable and has room.
+
+Errors name the files and this module's parameters (``force=True``, ``key=``,
+``columns=``); the command line turns those into its flags.
 
 A *fingerprint* (shape, dtype and a SHA-256 of the values) ties a saved plan or a loss cache to
 the embeddings it was computed from.
@@ -16,11 +21,14 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import hashlib
 import json
 import logging
 import math
 import os
+import re
+import shutil
 import tempfile
 import warnings
 import zipfile
@@ -70,11 +78,16 @@ def _need_pyarrow(what: str):
 
 # --------------------------------------------------------------------------- outputs
 def check_output(path: str | os.PathLike, *, force: bool = False,
-                 formats: tuple[str, ...] | None = None, name: str = "output") -> str:
+                 formats: tuple[str, ...] | None = None, name: str = "output",
+                 create: bool = False, room: int = 0) -> str:
     """Check that ``path`` may be written: a known suffix, a folder that exists, no file there.
 
     Raises ``FileExistsError`` when the file exists and ``force`` is False, ``ValueError``
     for an unknown suffix and ``FileNotFoundError`` when the folder does not exist.
+    ``create=True`` creates the folder instead, and checks that it is writable (a file is
+    created and removed: ``PermissionError`` otherwise) and that it has ``room`` bytes free
+    (``OSError`` ENOSPC otherwise), so that a caller can refuse before paying for a result
+    it could not write. Messages name ``path`` as given.
 
     Examples
     --------
@@ -89,13 +102,39 @@ def check_output(path: str | os.PathLike, *, force: bool = False,
             f"{name} must end in one of {', '.join(formats)}; got {path!r}."
         )
     folder = os.path.dirname(os.path.abspath(path))
+    if create and not os.path.isdir(folder):
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as exc:
+            kind = (PermissionError if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
+                    else type(exc))
+            raise kind(exc.errno, f"{name} {path}: cannot create folder {folder!r} "
+                       f"({exc.strerror})") from None
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"{name}: folder {folder!r} does not exist.")
     if os.path.isdir(path):
         raise IsADirectoryError(f"{name}: {path!r} is a folder; give a file name.")
     if os.path.exists(path) and not force:
-        raise FileExistsError(f"{path} already exists; use --force to overwrite it.")
+        raise FileExistsError(f"{path} already exists; pass force=True to overwrite it.")
+    if create:
+        try:
+            fd, probe = tempfile.mkstemp(prefix=".coreselect-probe-", dir=folder)
+            os.close(fd)
+            os.remove(probe)
+        except OSError as exc:
+            raise PermissionError(exc.errno, f"{name} {path}: cannot write in folder "
+                                  f"{folder!r} ({exc.strerror})") from None
+        free = shutil.disk_usage(folder).free
+        if room and free < room:
+            raise OSError(errno.ENOSPC, f"{name} {path}: folder {folder!r} has {free} bytes "
+                          f"free; the output needs about {int(room)}")
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager
@@ -116,18 +155,28 @@ def atomic_path(path: str | os.PathLike, *, force: bool = False) -> Iterator[str
     """
     path = os.fspath(path)
     if os.path.exists(path) and not force:
-        raise FileExistsError(f"{path} already exists; use --force to overwrite it.")
+        raise FileExistsError(f"{path} already exists; pass force=True to overwrite it.")
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
-                               dir=folder)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
+                                   dir=folder)
+    except OSError as exc:  # name the user's file, not the temporary one
+        raise type(exc)(exc.errno, f"cannot write {path} ({exc.strerror})") from None
     os.close(fd)
     try:
         yield tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide it from the team
         if os.path.exists(path) and not force:
-            raise FileExistsError(f"{path} already exists; use --force to overwrite it.")
+            raise FileExistsError(f"{path} already exists; pass force=True to overwrite it.")
         os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        if exc.filename and os.path.basename(str(exc.filename)).endswith(".tmp"):
+            raise type(exc)(exc.errno, f"cannot write {path} ({exc.strerror})") from None
+        raise
     except BaseException:
         with contextlib.suppress(OSError):
             os.remove(tmp)
@@ -205,7 +254,7 @@ def write_table(path: str | os.PathLike, columns: Mapping[str, Any], *, force: b
 
 # --------------------------------------------------------------------------- embeddings
 def load_embeddings(path: str | os.PathLike, *, key: str | None = None,
-                    validate: bool = True, mmap: bool = True) -> np.ndarray:
+                    columns=None, validate: bool = True, mmap: bool = True) -> np.ndarray:
     """Read an (n, d) embedding matrix from ``.npy``, ``.npz``, ``.parquet`` or ``.csv``.
 
     Parameters
@@ -214,8 +263,14 @@ def load_embeddings(path: str | os.PathLike, *, key: str | None = None,
         The file; its suffix says the format.
     key : str, optional
         ``.npz``: the array's name (needed when the file holds several). ``.parquet``: the
-        list column, or comma-separated numeric columns (by default the only list column,
-        else every numeric column).
+        list column, or comma-separated numeric columns (as ``columns``).
+    columns : str or sequence of str and int, optional
+        ``.csv`` and ``.parquet``: the embedding columns, by name or 0-based position, and
+        ranges ``A:B`` of positions (``B`` excluded, as in Python): ``"x0,x1"``, ``"1:"``,
+        ``[2, 3, "f7"]``. By default the only list column of a Parquet file, else every
+        numeric column. Non-numeric columns are left out, with a warning that names them
+        (the same rule for every format); integer columns named like an id, index or label,
+        or holding the row numbers, are taken but warned about.
     validate : bool, default=True
         Check the result with :func:`coreselect._validation.check_embeddings` (2-D, numeric,
         at least one row and column; integers cast to float64). Finiteness is left to the
@@ -253,16 +308,23 @@ def load_embeddings(path: str | os.PathLike, *, key: str | None = None,
     if os.path.isdir(path):
         raise IsADirectoryError(f"{path} is a folder; expected an embeddings file.")
     suffix = _suffix(path)
+    if columns is not None and suffix not in (".csv", ".parquet"):
+        raise ValueError(f"columns= applies to .csv and .parquet files; {path} is "
+                         f"{suffix or 'a file without suffix'}"
+                         + (" (choose its array with key=)." if suffix == ".npz" else "."))
+    if key is not None and columns is not None:
+        raise ValueError("give key= or columns=, not both.")
     if key is not None and suffix not in (".npz", ".parquet"):
-        raise ValueError(f"--key applies to .npz and .parquet files; {path} is {suffix or 'a file without suffix'}.")
+        raise ValueError(f"key= applies to .npz and .parquet files; {path} is "
+                         f"{suffix or 'a file without suffix'} (choose its columns with columns=).")
     if suffix == ".npy":
         X = _load_npy(path, mmap=mmap)
     elif suffix == ".npz":
         X = _load_npz(path, key, mmap=mmap)
     elif suffix == ".parquet":
-        X = _load_parquet(path, key)
+        X = _load_parquet(path, key if key is not None else columns)
     elif suffix == ".csv":
-        X = _load_csv(path)
+        X = _load_csv(path, columns)
     else:
         raise ValueError(
             f"{path}: unknown embeddings format {suffix or '(no suffix)'!r}; expected one of "
@@ -329,12 +391,12 @@ def _load_npz(path: str, key: str | None, *, mmap: bool = True) -> np.ndarray:
         if key is None:
             if len(keys) > 1:
                 raise ValueError(
-                    f"{path} holds {len(keys)} arrays ({', '.join(keys)}); choose one with --key."
+                    f"{path} holds {len(keys)} arrays ({', '.join(keys)}); choose one with key=."
                 )
             key = keys[0]
         elif key not in keys:
             raise ValueError(
-                f"--key {key!r} is not in {path}; it holds: {', '.join(keys)}."
+                f"key={key!r} is not in {path}; it holds: {', '.join(keys)}."
             )
         mapped = _memmap_npz_member(path, key + ".npy") if mmap else None
         if mapped is not None:
@@ -387,7 +449,7 @@ def _is_list_type(pa, typ) -> bool:
     return pa.types.is_list(typ) or pa.types.is_large_list(typ) or pa.types.is_fixed_size_list(typ)
 
 
-def _load_parquet(path: str, key: str | None) -> np.ndarray:
+def _load_parquet(path: str, columns) -> np.ndarray:
     pq = _need_pyarrow("reading .parquet")
     import pyarrow as pa
 
@@ -395,29 +457,28 @@ def _load_parquet(path: str, key: str | None) -> np.ndarray:
         schema = pq.read_schema(path)
     except (pa.ArrowException, OSError) as exc:
         raise ValueError(f"{path} is not a readable Parquet file ({exc}).") from None
-    names = list(schema.names)
-    if key is not None:
-        wanted = [c.strip() for c in key.split(",") if c.strip()]
-        unknown = [c for c in wanted if c not in names]
-        if unknown:
-            raise ValueError(
-                f"--key {key!r}: no column {unknown[0]!r} in {path}; it has: {', '.join(names)}."
-            )
+    names = [c for c in schema.names if not c.startswith("__index_level_")]
+
+    def numeric(c):  # booleans (flags such as is_train) only when chosen
+        typ = schema.field(c).type
+        return pa.types.is_floating(typ) or pa.types.is_integer(typ)
+
+    if columns is not None:
+        wanted = _resolve_columns(columns, names, path)
+        lists = [c for c in wanted if _is_list_type(pa, schema.field(c).type)]
+        if lists and len(wanted) > 1:
+            raise ValueError(f"{path}: column {lists[0]!r} holds lists; choose it alone, or "
+                             "only numeric columns.")
     else:
         lists = [c for c in names if _is_list_type(pa, schema.field(c).type)]
         if len(lists) > 1:
-            raise ValueError(
-                f"{path} has {len(lists)} list columns ({', '.join(lists)}); choose one with --key."
-            )
+            raise ValueError(f"{path} has {len(lists)} list columns ({', '.join(lists)}); "
+                             "choose one with columns=.")
         if lists:
             wanted = lists
         else:
-            wanted = [c for c in names if not c.startswith("__index_level_")
-                      and (pa.types.is_floating(schema.field(c).type)
-                           or pa.types.is_integer(schema.field(c).type))]
-            skipped = [c for c in names if c not in wanted]
-            if skipped:
-                logger.info("%s: ignoring non-numeric columns %s", path, ", ".join(skipped))
+            wanted = [c for c in names if numeric(c)]
+            _warn_left_out(path, [c for c in names if c not in wanted])
             if not wanted:
                 raise ValueError(f"{path} has no list column and no numeric column.")
     try:
@@ -439,10 +500,76 @@ def _load_parquet(path: str, key: str | None) -> np.ndarray:
         cols.append(col.to_numpy())
     if not cols or len(cols[0]) == 0:
         raise ValueError(f"{path} has no rows.")
+    _warn_id_like(path, wanted, cols)
     dtype = np.result_type(*[c.dtype for c in cols])
     if dtype.kind != "f":
         dtype = np.float64
     return np.column_stack([c.astype(dtype, copy=False) for c in cols])
+
+
+def _resolve_columns(spec, names: list[str], path: str) -> list[str]:
+    """Column names from ``spec``: names, 0-based positions and ``A:B`` ranges."""
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    out: list[str] = []
+    for item in items:
+        if isinstance(item, str):
+            item = item.strip()
+            if not item:
+                continue
+            if item in names:
+                out.append(item)
+                continue
+            m = re.fullmatch(r"(-?\d*):(-?\d*)", item)
+            if m:
+                a = int(m.group(1)) if m.group(1) else None
+                b = int(m.group(2)) if m.group(2) else None
+                chosen = names[slice(a, b)]
+                if not chosen:
+                    raise ValueError(f"{path}: columns {item!r} selects none of its "
+                                     f"{len(names)} columns.")
+                out.extend(chosen)
+                continue
+            if re.fullmatch(r"-?\d+", item):
+                item = int(item)
+        if isinstance(item, (int, np.integer)) and not isinstance(item, bool):
+            if not -len(names) <= int(item) < len(names):
+                raise ValueError(f"{path}: no column at position {int(item)}; it has "
+                                 f"{len(names)} (0 to {len(names) - 1}).")
+            out.append(names[int(item)])
+            continue
+        raise ValueError(f"{path}: no column {item!r}; it has: {', '.join(map(str, names))}.")
+    if not out:
+        raise ValueError(f"{path}: columns {spec!r} selects no column.")
+    dup = sorted({c for c in out if out.count(c) > 1})
+    if dup:
+        raise ValueError(f"{path}: column {dup[0]!r} is chosen twice.")
+    return out
+
+
+_ID_NAME = re.compile(r"(?i)^(id|idx|index|row|rowid|row_id|key|label|labels|target|class|y|"
+                      r"unnamed: ?0|.*[_ ]id)$")
+
+
+def _warn_left_out(path: str, skipped: list[str]) -> None:
+    if skipped:
+        logger.warning("%s: leaving out the non-numeric column%s %s (choose the embedding "
+                       "columns with columns=)", path, "s" if len(skipped) > 1 else "",
+                       ", ".join(repr(c) for c in skipped))
+
+
+def _warn_id_like(path: str, names: list[str], cols: list[np.ndarray]) -> None:
+    """Warn about integer columns that look like an id, an index or a label."""
+    for name, col in zip(names, cols, strict=True):
+        col = np.asarray(col)
+        if col.size == 0 or col.dtype.kind not in "biuf":
+            continue
+        if col.dtype.kind == "f" and not np.all(np.isfinite(col) & (col == np.round(col))):
+            continue
+        rownum = bool(col.size > 2 and (np.all(np.diff(col) == 1)) and col[0] in (0, 1))
+        if _ID_NAME.match(str(name)) or rownum:
+            why = "holds the row numbers" if rownum else "is named like an id, index or label"
+            logger.warning("%s: column %r %s but is taken as an embedding dimension; leave it "
+                           "out with columns=", path, name, why)
 
 
 def _list_column_to_matrix(pa, col, path: str, name: str) -> np.ndarray:
@@ -484,51 +611,72 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def _csv_bad_line(path: str, skip: int, ncols: int) -> str | None:
+def _csv_bad_line(path: str, skip: int, ncols: int, use=None) -> str | None:
     """Find the first line of numbers that does not parse (only called after an error)."""
     with open(path, encoding="utf-8-sig", errors="replace") as fh:
         for lineno, line in enumerate(fh, start=1):
             text = line.split("#", 1)[0].strip()
             if lineno <= skip or not text:
                 continue
-            cells = [c.strip() for c in text.split(",")]
+            cells = [c.strip() for c in next(csv.reader([text]))]
             if len(cells) != ncols:
                 return f"line {lineno} has {len(cells)} fields; expected {ncols}."
             for col, cell in enumerate(cells, start=1):
-                if not _is_number(cell):
+                if (use is None or col - 1 in use) and not _is_number(cell):
                     return f"line {lineno}, column {col}: {cell!r} is not a number."
     return None
 
 
-def _load_csv(path: str) -> np.ndarray:
+def _load_csv(path: str, columns=None) -> np.ndarray:
     header_lines = 0
     first = None
+    second = None
     with open(path, encoding="utf-8-sig", errors="replace") as fh:
         for line in fh:
             stripped = line.strip()
             if not stripped or stripped.startswith("#"):
-                header_lines += 1
+                if first is None:
+                    header_lines += 1
                 continue
-            first = stripped
+            if first is None:
+                first = stripped
+                continue
+            second = stripped
             break
     if first is None:
         raise ValueError(f"{path} is empty: no header and no rows.")
-    fields = [f.strip() for f in first.split(",")]
+    fields = [f.strip() for f in next(csv.reader([first]))]
     has_header = not all(_is_number(f) for f in fields)
     skip = header_lines + (1 if has_header else 0)
+    names = fields if has_header else [str(j) for j in range(len(fields))]
+    if columns is not None:
+        use = [names.index(c) for c in _resolve_columns(columns, names, path)]
+    elif has_header and second is not None:
+        cells = [c.strip() for c in next(csv.reader([second]))]
+        use = [j for j in range(len(fields)) if j >= len(cells) or _is_number(cells[j])]
+        _warn_left_out(path, [names[j] for j in range(len(fields)) if j not in use])
+        if not use:
+            raise ValueError(f"{path} has no numeric column.")
+    else:
+        use = list(range(len(fields)))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "input contained no data"
             X = np.loadtxt(path, delimiter=",", skiprows=skip, comments="#", ndmin=2,
-                           dtype=np.float64, encoding="utf-8-sig")
+                           dtype=np.float64, encoding="utf-8-sig", quotechar='"',
+                           usecols=use if use != list(range(len(fields))) else None)
     except ValueError as exc:
-        raise ValueError(f"{path}: {_csv_bad_line(path, skip, len(fields)) or exc}") from None
+        raise ValueError(f"{path}: {_csv_bad_line(path, skip, len(fields), use) or exc}") from None
     if X.shape[0] == 0:
         raise ValueError(f"{path} has a header line but no rows of numbers.")
-    if has_header and X.shape[1] != len(fields):
+    if has_header and X.shape[1] != len(use):
         raise ValueError(
             f"{path}: the header has {len(fields)} columns but the rows have {X.shape[1]}."
         )
+    if has_header:
+        _warn_id_like(path, [names[j] for j in use], list(X.T))
+    else:
+        _warn_id_like(path, list(use), list(X.T))
     return X
 
 

@@ -38,6 +38,8 @@ import time
 
 import numpy as np
 
+from .._argparse import number
+
 __all__ = ["main", "run", "prepare", "one_minus_r2", "ratio_intervals"]
 
 logger = logging.getLogger(__name__)
@@ -346,11 +348,9 @@ def figure(summary: list[dict], path: str) -> bool:
 
 
 def _mix_arg(text: str):
-    from ..cli import _number
-
     if text == "auto":
         return text
-    return _number(float, lambda v: 0 <= v < 1, "'auto' or a number in [0, 1)")(text)
+    return number(float, lambda v: 0 <= v < 1, "'auto' or a number in [0, 1)")(text)
 
 
 def main(argv=None) -> int:
