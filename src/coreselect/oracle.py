@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from ._progress import Progress
-from ._validation import check_losses, check_positive_int
+from ._validation import check_losses, check_oracle, check_positive_int
 
 try:  # POSIX; elsewhere a cache file is not locked
     import fcntl
@@ -325,10 +325,7 @@ def ask_oracle(oracle: Callable, indices, *, batch_size: int | None = 1024,
     >>> ask_oracle(losses.__getitem__, [3, 1], batch_size=1).tolist()
     [0.4, 0.2]
     """
-    if not callable(oracle):
-        what = "labels" if signed else "losses"
-        raise TypeError(f"{name} must be callable (indices -> {what}); got "
-                        f"{type(oracle).__name__}.")
+    check_oracle(oracle, name=name, what="labels" if signed else "losses")
     indices = np.asarray(indices, dtype=np.int64).reshape(-1)
     if batch_size is not None:
         batch_size = check_positive_int(batch_size, "batch_size")
