@@ -156,3 +156,13 @@ def test_a_python_bool_is_not_an_int():
         cs.sensitivity_sample(X, np.ones(12).__getitem__, True, n_clusters=2)
     with pytest.raises(TypeError, match="n_clusters must be an int"):
         cs.SensitivitySampler(True).fit(X)
+
+
+def test_warnings_point_at_the_callers_line():
+    with pytest.warns(UserWarning, match="distinct centers") as rec:
+        cs.SensitivitySampler(5, seed=0).fit(np.ones((40, 2)))
+    assert rec[0].filename == __file__
+    sampler = cs.SensitivitySampler(1, seed=0).fit(np.ones((6, 2)))
+    with pytest.warns(RuntimeWarning, match="falling back") as rec:
+        sampler.sample([0.0], 3, seed=0)
+    assert rec[0].filename == __file__

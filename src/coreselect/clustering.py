@@ -19,7 +19,6 @@ array, returning its :class:`Clustering`.
 from __future__ import annotations
 
 import logging
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +30,7 @@ from ._validation import (
     check_random_state,
     check_z,
 )
+from ._warnings import warn_user
 from .backends import get_backend
 from .kernels import CenterSet, nearest_centers
 from .pools import ArrayPool, as_pool, plan_chunks
@@ -288,12 +288,10 @@ def fit_pool(pool, n_clusters: int, *, z: float, rng: np.random.Generator,
     kc = center_rows.shape[0]
     if kc < k:
         distinct = np.unique(xs, axis=0).shape[0]
-        warnings.warn(
+        warn_user(
             f"only {kc} distinct centers could be placed for n_clusters={k}: the "
             f"{xs.shape[0]} rows the clustering was fitted on hold {distinct} distinct "
-            f"vector(s); querying {kc}.",
-            stacklevel=3,
-        )
+            f"vector(s); querying {kc}.")
     del xs
     plan = plan_chunks(2**62 if in_memory else memory_limit, n=n, d=d, k=kc,
                        itemsize=np.dtype(pool.dtype).itemsize, fit_rows=rows.shape[0],

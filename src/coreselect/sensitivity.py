@@ -23,11 +23,10 @@ small loss are almost never drawn; too large: the losses are ignored). The bench
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 from ._validation import check_lam
+from ._warnings import warn_user
 from .diagnostics import selection_diagnostics
 from .selection import Selection
 
@@ -79,12 +78,11 @@ def block_probabilities(labels: np.ndarray, v: np.ndarray, losses: np.ndarray, l
     return p
 
 
-def _zero_mass_warning(stacklevel: int) -> None:
-    warnings.warn(
+def _zero_mass_warning() -> None:
+    warn_user(
         "all query losses are 0 and all points coincide with their centers (total mass 0): "
         "falling back to uniform sampling.",
         RuntimeWarning,
-        stacklevel=stacklevel,
     )
 
 
@@ -118,7 +116,7 @@ def sensitivity_probabilities(l_hat: np.ndarray, v: np.ndarray, lam: float,
     rows = np.arange(n)
     total = float((l_hat + lam * np.asarray(v, dtype=np.float64)).sum())
     if not _checked_total(total):
-        _zero_mass_warning(3)
+        _zero_mass_warning()
         return np.full(n, 1.0 / n)
     return block_probabilities(rows, v, l_hat, lam, total, mix, n)
 
@@ -409,7 +407,7 @@ def sample_selection(rows, *, query_indices: np.ndarray, query_losses: np.ndarra
     total = float(masses.sum())
     d_losses, d_lam, d_mix = losses, lam_value, mix
     if not _checked_total(total):
-        _zero_mass_warning(4)
+        _zero_mass_warning()
         d_losses, d_lam, d_mix, total = np.zeros_like(losses), 0.0, 1.0, 1.0
         masses = np.zeros_like(masses)
     if design == "stratified":
