@@ -166,3 +166,15 @@ def test_warnings_point_at_the_callers_line():
     with pytest.warns(RuntimeWarning, match="falling back") as rec:
         sampler.sample([0.0], 3, seed=0)
     assert rec[0].filename == __file__
+
+
+def test_tiny_embeddings_give_a_valid_selection_and_strict_json_diagnostics():
+    import json
+
+    X = np.ldexp(np.random.default_rng(0).normal(size=(30, 3)), -520)
+    loss = np.random.default_rng(1).random(30) + 0.5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sel = cs.sensitivity_sample(X, loss.__getitem__, 10, n_clusters=4, seed=0)
+    assert sel.params["lam"] == 0.0
+    json.dumps(sel.diagnostics, allow_nan=False)  # no inf or NaN in the report

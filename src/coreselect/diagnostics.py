@@ -181,12 +181,16 @@ def _holder(P: np.ndarray, y: np.ndarray, *, z: float, q: float, nn: int = 3) ->
     zero = d2 <= 0
     conflicts = int(np.count_nonzero(zero & (dl > 0)))
     dz = power_of_distance(d2[~zero].copy(), z)
-    ratios = dl[~zero] / dz
-    if ratios.size == 0:
-        return HolderEstimate(0.0, q, 0.0, 0.0, 0, conflicts, z)
+    # tiny embeddings: a ratio may overflow to inf, and a quantile between infs is NaN
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        ratios = dl[~zero] / dz
+        if ratios.size == 0:
+            return HolderEstimate(0.0, q, 0.0, 0.0, 0, conflicts, z)
+        lam_q, med = float(np.quantile(ratios, q)), float(np.median(ratios))
     return HolderEstimate(
-        lam=float(np.quantile(ratios, q)), quantile=q, median=float(np.median(ratios)),
-        max_ratio=float(ratios.max()), n_pairs=int(ratios.size), n_conflicts=conflicts, z=z,
+        lam=math.inf if math.isnan(lam_q) else lam_q, quantile=q,
+        median=math.inf if math.isnan(med) else med, max_ratio=float(ratios.max()),
+        n_pairs=int(ratios.size), n_conflicts=conflicts, z=z,
     )
 
 
@@ -364,7 +368,9 @@ def _query_report(Q, ql, sizes, *, z, lam, n, hat_total, cost, mix, quantile):
         pair_scale = None
         if cost > 0:
             _, sq = _nearest_others(Q, 1)
-            pair_scale = float(np.median(power_of_distance(sq[:, 0].copy(), z)) / (cost / n))
+            with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+                pair_scale = float(np.median(power_of_distance(sq[:, 0].copy(), z))
+                                   / (cost / n))
         got = (holder, r2, pred, pair_scale)
         if len(_QUERY_CACHE) >= _QUERY_CACHE_SIZE:
             _QUERY_CACHE.pop(next(iter(_QUERY_CACHE)))
@@ -551,13 +557,15 @@ def selection_diagnostics(*, p: np.ndarray | None = None, indices: np.ndarray,
         "lam": float(lam),
         "lam_rule": str(lam_rule),
         "mix": float(mix),
-        "lam_holder": None if holder is None else holder.lam,
-        "holder": None if holder is None else holder.to_dict(),
+        "lam_holder": None if holder is None else _finite_or_none(holder.lam),
+        "holder": None if holder is None else {
+            key: _finite_or_none(v) if isinstance(v, float) else v
+            for key, v in holder.to_dict().items()},
         "holder_pair_scale": _finite_or_none(pair_scale),
         "theorem": theorem,
         "eps": float(eps),
         "error_bound": _finite_or_none(bound),
-        "error_bound_lam": float(lam_h),
+        "error_bound_lam": _finite_or_none(float(lam_h)),
         "relative_error_bound": _finite_or_none(rel),
         "uniform_error_bound": _finite_or_none(uniform_bound),
         "effective_sample_size": float(ess),
