@@ -146,12 +146,22 @@ def test_registry_errors(pool):
 
 
 def test_leverage_through_the_registry():
-    leverage = pytest.importorskip("coreselect.baselines.leverage")
-    if not hasattr(leverage, "leverage_sample"):
-        pytest.skip("leverage_sample not available yet")
+    # a contract name (DESIGN.md): a missing module or function must fail here, not skip
+    from coreselect.baselines import leverage_sample
+    from coreselect.baselines.leverage import leverage_scores
+
+    assert cs.baselines.leverage_sample is leverage_sample
     A = np.random.default_rng(0).normal(size=(200, 3))
     sel = get_strategy("leverage")(20, X=A, seed=0)
-    assert isinstance(sel, Selection) and sel.n == 200
+    assert isinstance(sel, Selection) and sel.n == 200 and sel.method == "leverage"
+    assert sel.size == 20 and np.all((sel.indices >= 0) & (sel.indices < 200))
+    # the registry calls leverage_sample itself: same seed, same draw, and p ~ the scores
+    direct = leverage_sample(A, 20, seed=0)
+    np.testing.assert_array_equal(sel.indices, direct.indices)
+    h = leverage_scores(A)
+    np.testing.assert_allclose(sel.probabilities, h[sel.indices] / h.sum())
+    alias = get_strategy("leverage_sample")(20, X=A, seed=0)
+    np.testing.assert_array_equal(alias.indices, direct.indices)
 
 
 # --------------------------------------------------------------------------- public names
