@@ -17,3 +17,25 @@ def make_blobs(n: int = 600, d: int = 4, k: int = 6, spread: float = 0.3, seed: 
 @pytest.fixture
 def blobs():
     return make_blobs()
+
+
+# Hypothesis profiles (tests/test_properties.py): "ci" is the default of `make test`, few
+# examples and derandomized, so that the suite is fast and gives the same verdict every run;
+# "thorough" (`make test-all`, or `--hypothesis-profile=thorough`) explores many more, at
+# random. Hypothesis is in the dev extra; without it only the property tests are missing.
+try:
+    from hypothesis import HealthCheck, settings
+except ImportError:  # pragma: no cover
+    pass
+else:
+    settings.register_profile(
+        "ci", max_examples=20, deadline=None, derandomize=True, database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+        print_blob=True,
+    )
+    settings.register_profile(
+        "thorough", max_examples=300, deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+        print_blob=True,
+    )
+    settings.load_profile("ci")

@@ -1,0 +1,388 @@
+"""Selection and Estimate, case by hand: the tests that kill the mutants of selection.py.
+
+Every number below is computed by hand (or by scipy for the t quantile), not read back from
+the code. ``make mutation`` runs mutmut on ``src/coreselect/selection.py`` against this file
+and the other fast tests (``[tool.mutmut]`` in pyproject.toml).
+
+Surviving mutants that are equivalent (mutmut 3.8; no input a caller can give tells them
+apart), by function:
+
+- ``_estimate`` and ``_interval``: ``float("nan")`` spelt ``float("NAN")`` (the same float).
+- ``_estimate``: ``np.clip(1.0 - p, 0.0, 1.0)`` with either bound None, or the upper one 2.0:
+  they differ only for a probability outside [0, 1], which neither the strategies
+  (``inclusion_probabilities`` caps at 1) nor a loaded file produce.
+- ``_frozen``: ``copy=True`` dropped (``np.array`` copies by default), ``reshape(-2)``
+  (numpy reads any negative size as "the rest"), ``writeable = None`` (falsy, as False).
+- ``__post_init__``: the default cluster sizes' ``np.zeros(k, dtype=np.int64)`` with the dtype
+  None or dropped: ``_frozen(sizes, np.int64)`` casts them right after.
+- ``_sample_losses``: ``name="losses"`` dropped: it is ``check_losses``'s default.
+- ``estimate_total``: ``astype(np.float64)`` spelt ``astype(None)`` (None means float64).
+- ``load``: ``allow_pickle=False`` spelt None or dropped (False is numpy's default and None is
+  falsy); ``allow_pickle=True`` is killed by ``test_load_refuses_pickled_arrays``.
+- ``unique``: ``minlength`` dropped from ``np.bincount``: the inverse of ``np.unique`` takes
+  every value in ``range(len(uniq))``, so the counts have that length anyway.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from coreselect.selection import Estimate, Selection, _estimate, _interval
+
+
+def t_quantile(s, confidence=0.95):
+    return stats.t.ppf(0.5 + confidence / 2, s - 1)
+
+
+# ---------------------------------------------------------------------------- Estimate
+def test_estimate_str_and_default_confidence():
+    e = Estimate(10.0, 1.0, 8.04, 11.96)
+    assert e.confidence == 0.95
+    assert str(e) == "10 +/- 1 (95% CI [8.04, 11.96])"
+    assert str(Estimate(1234567.0, 0.12345, -1.5, 2.5, 0.9)) == \
+        "1.23457e+06 +/- 0.123 (90% CI [-1.5, 2.5])"
+    assert str(Estimate(1.0, 0.5, 0.0, 2.0, 0.995)).startswith("1 +/- 0.5 (100% CI")
+
+
+def test_estimate_scaled_by_positive_and_negative_factors():
+    e = Estimate(10.0, 2.0, 6.0, 14.0, 0.8)
+    half = e.scaled(0.5)
+    assert (half.value, half.stderr, half.ci_low, half.ci_high, half.confidence) == \
+        (5.0, 1.0, 3.0, 7.0, 0.8)
+    neg = e.scaled(-2.0)  # a negative factor flips the interval and keeps the stderr >= 0
+    assert (neg.value, neg.stderr, neg.ci_low, neg.ci_high, neg.confidence) == \
+        (-20.0, 4.0, -28.0, -12.0, 0.8)
+
+
+# ------------------------------------------------------------------------ construction
+def test_defaults_of_a_bare_selection():
+    sel = Selection(indices=[3, 1], weights=[2.0, 2.5], probabilities=[0.25, 0.2], n=4)
+    assert sel.indices.dtype == np.int64 and sel.weights.dtype == np.float64
+    assert sel.probabilities.dtype == np.float64 and sel.centers.dtype == np.int64
+    assert sel.centers.tolist() == [-1, -1]
+    assert sel.query_indices.tolist() == [] and sel.query_indices.dtype == np.int64
+    assert sel.query_losses.tolist() == [] and sel.query_losses.dtype == np.float64
+    assert sel.cluster_sizes.tolist() == [] and sel.cluster_sizes.dtype == np.int64
+    assert sel.replace is False and sel.method == "unknown"
+    assert sel.params == {} and sel.diagnostics == {}
+    assert sel.size == 2 and len(sel) == 2 and sel.n_queries == 0
+    assert repr(sel) == "Selection(method='unknown', size=2, n=4, replace=False, queries=0)"
+
+
+def test_fields_are_cast_flattened_and_frozen():
+    idx = np.array([[4], [0]], dtype=np.int32)
+    w = np.array([1.5, 2.5])
+    sel = Selection(indices=idx, weights=w, probabilities=[0.5, 0.5], n=np.int32(6),
+                    query_indices=[4], query_losses=[2], cluster_sizes=[6], replace=1,
+                    method="m")
+    assert sel.indices.tolist() == [4, 0] and sel.indices.shape == (2,)
+    assert sel.indices.dtype == np.int64
+    assert type(sel.n) is int and sel.n == 6 and sel.replace is True
+    assert sel.cluster_sizes.tolist() == [6] and sel.query_losses.tolist() == [2.0]
+    assert sel.n_queries == 1 and repr(sel).endswith("replace=True, queries=1)")
+    # copies: the caller's arrays stay writeable and changing them changes nothing
+    assert w.flags.writeable
+    w[0] = 99.0
+    assert sel.weights.tolist() == [1.5, 2.5]
+    for name in ("indices", "weights", "probabilities", "centers", "query_indices",
+                 "query_losses", "cluster_sizes"):
+        arr = getattr(sel, name)
+        assert not arr.flags.writeable, name
+        with pytest.raises(ValueError):
+            arr[...] = 0
+
+
+def test_every_field_gets_its_dtype_whatever_comes():
+    i32 = np.array([1, 0], dtype=np.int32)
+    sel = Selection(indices=i32, weights=[2, 3], probabilities=[1, 1], n=3, centers=i32,
+                    query_indices=np.array([1, 0], dtype=np.int32), query_losses=[1, 2],
+                    cluster_sizes=np.array([2, 1], dtype=np.int32))
+    for name, dtype in [("indices", np.int64), ("weights", np.float64),
+                        ("probabilities", np.float64), ("centers", np.int64),
+                        ("query_indices", np.int64), ("query_losses", np.float64),
+                        ("cluster_sizes", np.int64)]:
+        assert getattr(sel, name).dtype == dtype, name
+    sel = Selection(indices=[0], weights=[1.0], probabilities=[1.0], n=3, query_indices=[2])
+    assert sel.cluster_sizes.dtype == np.int64
+
+
+def test_params_are_copied():
+    params, diag = {"lam": 1.0}, {"verdict": "ok"}
+    sel = Selection(indices=[0], weights=[1.0], probabilities=[1.0], n=1, params=params,
+                    diagnostics=diag)
+    params["lam"] = 2.0
+    diag["verdict"] = "bad"
+    assert sel.params == {"lam": 1.0} and sel.diagnostics == {"verdict": "ok"}
+    assert type(sel.params) is dict and type(sel.diagnostics) is dict
+
+
+def test_cluster_sizes_default_to_zeros_per_query():
+    sel = Selection(indices=[0], weights=[1.0], probabilities=[1.0], n=3,
+                    query_indices=[2, 0], query_losses=[1.0, 2.0])
+    assert sel.cluster_sizes.tolist() == [0, 0]
+
+
+@pytest.mark.parametrize("name, value, expected", [
+    ("weights", [1.0], 2), ("probabilities", [0.1, 0.2, 0.3], 2), ("centers", [1], 2),
+])
+def test_per_draw_fields_must_match_the_indices(name, value, expected):
+    kw = dict(indices=[0, 1], weights=[1.0, 1.0], probabilities=[0.5, 0.5], n=2)
+    kw[name] = value
+    with pytest.raises(ValueError, match=rf"^Selection\.{name} has {len(value)} entries; "
+                                         rf"expected {expected}, one per selected index\.$"):
+        Selection(**kw)
+
+
+@pytest.mark.parametrize("name", ["query_losses", "cluster_sizes"])
+def test_per_query_fields_are_empty_or_one_per_query(name):
+    base = dict(indices=[0], weights=[1.0], probabilities=[1.0], n=5, query_indices=[1, 3])
+    Selection(**base, **{name: []})  # empty is allowed
+    Selection(**base, **{name: [1, 2]})
+    for bad in ([1], [1, 2, 3]):
+        with pytest.raises(ValueError, match=rf"^Selection\.{name} has {len(bad)} entries; "
+                                             r"expected 2, one per query index\.$"):
+            Selection(**base, **{name: bad})
+    # with no queries, only empty is allowed
+    with pytest.raises(ValueError, match=rf"Selection\.{name} has 1 entries; expected 0"):
+        Selection(indices=[0], weights=[1.0], probabilities=[1.0], n=5, **{name: [1]})
+
+
+# ------------------------------------------------------------------ unique, all_labelled
+def test_unique_merges_repeats():
+    sel = Selection(indices=[5, 2, 5, 7, 2, 5], weights=[1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+                    probabilities=[0.1] * 6, n=10, replace=True)
+    idx, w = sel.unique()
+    assert idx.tolist() == [2, 5, 7] and w.tolist() == [7.0, 10.0, 4.0]
+
+
+def test_all_labelled_adds_the_queried_centers_with_weight_zero():
+    sel = Selection(indices=[5, 2, 5], weights=[1.0, 2.0, 3.0], probabilities=[0.1] * 3,
+                    n=10, query_indices=[9, 2, 0], replace=True)
+    idx, w = sel.all_labelled()
+    assert idx.tolist() == [0, 2, 5, 9] and w.tolist() == [0.0, 2.0, 4.0, 0.0]
+
+
+# ------------------------------------------------------------------------- estimators
+def test_estimate_with_replacement_by_hand():
+    # x = w y = [1, 4, 9]; mean 14/3; sum of squares 294/9; var = 3/2 * 294/9 = 49
+    sel = Selection(indices=[0, 1, 2], weights=[1.0, 2.0, 3.0], probabilities=[0.3] * 3,
+                    n=10, replace=True)
+    est = sel.estimate_total([1.0, 2.0, 3.0])
+    q = t_quantile(3)
+    assert est.value == pytest.approx(14.0) and est.stderr == pytest.approx(7.0)
+    assert est.ci_low == pytest.approx(14 - q * 7) and est.ci_high == pytest.approx(14 + q * 7)
+    assert est.confidence == 0.95
+
+
+def test_estimate_without_replacement_by_hand():
+    # Hajek: x = [2, 8, 3], c = 1 - pi = [0.5, 0.75, 0]; b = (1 + 6) / 1.25 = 5.6;
+    # var = 3/2 * (0.5 * 3.6^2 + 0.75 * 2.4^2) = 16.2 (the certain unit adds nothing)
+    sel = Selection(indices=[0, 1, 2], weights=[2.0, 4.0, 1.0],
+                    probabilities=[0.5, 0.25, 1.0], n=10, replace=False)
+    est = sel.estimate_total([1.0, 2.0, 3.0], confidence=0.9)
+    assert est.value == pytest.approx(13.0)
+    assert est.stderr == pytest.approx(math.sqrt(16.2))
+    assert est.ci_high - est.value == pytest.approx(t_quantile(3, 0.9) * math.sqrt(16.2))
+    assert est.confidence == 0.9
+
+
+def test_every_unit_certain_has_zero_variance():
+    sel = Selection(indices=[0, 1, 2], weights=[1.0, 1.0, 1.0], probabilities=[1.0] * 3, n=3)
+    est = sel.estimate_total([1.0, 5.0, 2.0])
+    assert est.value == 8.0 and est.stderr == 0.0 and est.ci_low == est.ci_high == 8.0
+    value, var = _estimate(np.array([1.0, 2.0]), np.ones(2), np.array([1.0, 1.0]), False)
+    assert (value, var) == (3.0, 0.0)
+
+
+def test_variance_below_one_is_kept():
+    value, var = _estimate(np.array([1.0, 1.2]), np.ones(2), np.full(2, 0.5), True)
+    # x = [1, 1.2]: var = 2/1 * (0.1^2 + 0.1^2) = 0.04
+    assert value == pytest.approx(2.2) and var == pytest.approx(0.04)
+    value, var = _estimate(np.array([1.0, 1.2]), np.ones(2), np.full(2, 0.5), False)
+    assert var == pytest.approx(2 * 0.5 * (0.01 + 0.01))
+
+
+def test_two_draws_have_a_variance_one_draw_has_none():
+    two = Selection(indices=[0, 1], weights=[1.0, 1.0], probabilities=[0.5, 0.5], n=2,
+                    replace=True).estimate_total([1.0, 3.0])
+    # var = 2 * ((1-2)^2 + (3-2)^2) = 4; t with 1 degree of freedom
+    assert two.value == 4.0 and two.stderr == pytest.approx(2.0)
+    assert two.ci_high == pytest.approx(4.0 + 2.0 * t_quantile(2))
+    one = Selection(indices=[0], weights=[3.0], probabilities=[1 / 3], n=3,
+                    replace=True).estimate_total([2.0])
+    assert one.value == 6.0
+    assert all(math.isnan(v) for v in (one.stderr, one.ci_low, one.ci_high))
+
+
+@pytest.mark.parametrize("s", [2, 3, 5, 40])
+@pytest.mark.parametrize("confidence", [0.5, 0.95, 0.99])
+def test_interval_is_student_t_with_s_minus_1_degrees(s, confidence):
+    e = _interval(10.0, 4.0, s, confidence)
+    q = t_quantile(s, confidence)
+    assert e.value == 10.0 and e.stderr == 2.0 and e.confidence == confidence
+    assert e.ci_low == pytest.approx(10.0 - 2 * q, rel=1e-12)
+    assert e.ci_high == pytest.approx(10.0 + 2 * q, rel=1e-12)
+
+
+def test_interval_of_an_unknown_variance_is_nan():
+    e = _interval(3.0, float("nan"), 1, 0.95)
+    assert e.value == 3.0 and math.isnan(e.stderr) and math.isnan(e.ci_low)
+    e = _interval(3.0, float("inf"), 4, 0.95)
+    assert math.isnan(e.stderr) and math.isnan(e.ci_high)
+
+
+@pytest.mark.parametrize("confidence", [0.0, 1.0, -0.5, 1.5])
+def test_confidence_outside_the_open_interval(confidence):
+    sel = Selection(indices=[0, 1], weights=[1.0, 1.0], probabilities=[0.5, 0.5], n=2)
+    with pytest.raises(ValueError, match=rf"^confidence must lie in \(0, 1\); got {confidence}\.$"):
+        sel.estimate_total([1.0, 2.0], confidence=confidence)
+
+
+def test_confidence_close_to_the_ends_is_accepted():
+    sel = Selection(indices=[0, 1], weights=[1.0, 1.0], probabilities=[0.5, 0.5], n=2)
+    for confidence in (1e-9, 1 - 1e-9):
+        assert sel.estimate_total([1.0, 2.0], confidence=confidence).confidence == confidence
+
+
+def test_unknown_method():
+    sel = Selection(indices=[0], weights=[1.0], probabilities=[1.0], n=1)
+    with pytest.raises(ValueError, match=r"^method must be 'weighted' or 'difference'; got 'w'\.$"):
+        sel.estimate_total([1.0], method="w")
+
+
+# ------------------------------------------------------------- losses of the whole pool
+def test_losses_of_the_whole_pool_or_of_the_sample():
+    sel = Selection(indices=[4, 1, 4], weights=[1.0, 2.0, 3.0], probabilities=[0.1] * 3,
+                    n=5, replace=True)
+    pool = np.array([10.0, 20.0, 30.0, 40.0, 50.0])
+    assert sel.estimate_total(pool).value == 50 + 40 + 150
+    assert sel.estimate_total([1.0, 2.0, 3.0]).value == 1 + 4 + 9
+    # n == s: the losses are the sample's, in the order of the indices (not the pool's)
+    sq = Selection(indices=[2, 0, 1], weights=[1.0, 10.0, 100.0], probabilities=[0.5] * 3,
+                   n=3, replace=True)
+    assert sq.estimate_total([1.0, 2.0, 3.0]).value == 1 + 20 + 300
+    # a (n, 1) column is a pool's losses too only once flattened: it is the sample's here
+    with pytest.raises(ValueError, match=r"^losses: 5 values for 3 indices"):
+        sel.estimate_total(pool.reshape(1, 5))
+    with pytest.raises(ValueError, match=r"^losses: -1.0 for index 1; losses must be >= 0"):
+        sel.estimate_total([1.0, -1.0, 1.0])
+
+
+# ------------------------------------------------------------------ difference estimator
+def _difference_selection():
+    # pool of 10; centers 7 (loss 2, 6 rows) and 3 (loss 5, 4 rows), queried in the order
+    # [7, 3] so that the sorted lookup matters; draws: rows 1 (center 7), 8 (center 3), 3
+    return Selection(indices=[1, 8, 3], weights=[2.0, 1.5, 4.0], probabilities=[0.1] * 3,
+                     n=10, centers=[7, 3, 3], query_indices=[7, 3], query_losses=[2.0, 5.0],
+                     cluster_sizes=[6, 4], replace=True, method="sensitivity")
+
+
+def test_difference_estimator_by_hand():
+    sel = _difference_selection()
+    y = np.array([3.0, 6.0, 5.0])
+    # offset = 6*2 + 4*5 = 32; residuals y - l_hat = [1, 1, 0]; x = w r = [2, 1.5, 0]
+    est = sel.estimate_total(y, method="difference")
+    x = np.array([2.0, 1.5, 0.0])
+    var = 3 / 2 * ((x - x.mean()) ** 2).sum()
+    assert est.value == pytest.approx(32 + 3.5)
+    assert est.stderr == pytest.approx(math.sqrt(var))
+    mean = sel.estimate_mean(y, method="difference", confidence=0.8)
+    assert mean.value == pytest.approx(3.55) and mean.stderr == pytest.approx(math.sqrt(var) / 10)
+    assert mean.confidence == 0.8
+    assert mean.ci_high == pytest.approx(3.55 + t_quantile(3, 0.8) * math.sqrt(var) / 10)
+    plain = sel.estimate_mean(y)
+    assert plain.value == pytest.approx((6 + 9 + 20) / 10) and plain.confidence == 0.95
+
+
+@pytest.mark.parametrize("kw", [
+    dict(),  # no queries at all
+    dict(query_indices=[0, 1], query_losses=[1.0, 2.0]),  # cluster sizes unknown (all 0)
+])
+def test_difference_needs_the_queried_losses(kw):
+    sel = Selection(indices=[0, 1], weights=[1.0, 1.0], probabilities=[0.5, 0.5], n=2,
+                    method="kcenter", **kw)
+    with pytest.raises(ValueError, match=r"^method='difference' needs the queried centers' "
+                                         r"losses; this selection \('kcenter'\) has none\. "
+                                         r"Use method='weighted'\.$"):
+        sel.estimate_total([1.0, 2.0], method="difference")
+
+
+def test_difference_with_a_single_center():
+    sel = Selection(indices=[0, 2], weights=[1.5, 1.5], probabilities=[1 / 3] * 2, n=3,
+                    centers=[1, 1], query_indices=[1], query_losses=[2.0], cluster_sizes=[3])
+    # 3 * 2 + 1.5 * (4 - 2) + 1.5 * (1 - 2)
+    assert sel.estimate_total([4.0, 1.0], method="difference").value == pytest.approx(7.5)
+
+
+def test_difference_with_one_cluster_size_known():
+    # cluster_sizes [0, 3] sum to 3 > 0: allowed (a single zero is not "none")
+    sel = Selection(indices=[0, 1], weights=[1.0, 1.0], probabilities=[0.5, 0.5], n=3,
+                    centers=[1, 1], query_indices=[0, 1], query_losses=[9.0, 2.0],
+                    cluster_sizes=[0, 3])
+    assert sel.estimate_total([3.0, 4.0], method="difference").value == 6 + 1 + 2
+
+
+# ----------------------------------------------------------------------------- saving
+def test_to_dict():
+    sel = _difference_selection()
+    d = sel.to_dict()
+    assert d == {
+        "indices": [1, 8, 3], "weights": [2.0, 1.5, 4.0], "probabilities": [0.1] * 3,
+        "centers": [7, 3, 3], "query_indices": [7, 3], "query_losses": [2.0, 5.0],
+        "cluster_sizes": [6, 4], "n": 10, "replace": True, "method": "sensitivity",
+        "params": {}, "diagnostics": {},
+    }
+    json.dumps(d)
+
+
+def test_save_adds_the_suffix_and_load_round_trips(tmp_path):
+    sel = Selection(indices=[1, 8, 3], weights=[2.0, 1.5, 4.0], probabilities=[0.1] * 3,
+                    n=10, centers=[7, 3, 3], query_indices=[7, 3], query_losses=[2.0, 5.0],
+                    cluster_sizes=[6, 4], replace=True, method="sensitivity",
+                    params={"lam": 0.5}, diagnostics={"verdict": "ok"})
+    sel.save(tmp_path / "sel")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sel.npz"]  # no temporary left
+    back = Selection.load(tmp_path / "sel.npz")
+    assert back.to_dict() == sel.to_dict()
+    sel.save(str(tmp_path / "again.npz"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["again.npz", "sel.npz"]
+    with np.load(tmp_path / "again.npz", allow_pickle=False) as data:
+        meta = json.loads(str(data["meta"]))
+    assert meta["format"] == "coreselect.Selection/1"
+    assert meta["n"] == 10 and meta["replace"] is True and meta["method"] == "sensitivity"
+    assert meta["params"] == {"lam": 0.5} and meta["diagnostics"] == {"verdict": "ok"}
+
+
+def test_load_refuses_a_file_that_is_not_a_selection(tmp_path):
+    np.savez(tmp_path / "x.npz", meta=np.array("{}"), indices=np.arange(3))
+    # (numpy's KeyError text follows the name: "missing 'weights is not a file in the archive'")
+    with pytest.raises(ValueError, match=r"x\.npz is not a coreselect selection file "
+                                         r"\(missing 'weights"):
+        Selection.load(tmp_path / "x.npz")
+
+
+def test_load_refuses_pickled_arrays(tmp_path):
+    sel = Selection(indices=[1], weights=[1.0], probabilities=[1.0], n=2)
+    sel.save(tmp_path / "ok.npz")
+    with np.load(tmp_path / "ok.npz") as data:
+        arrays = {name: data[name] for name in data.files}
+    arrays["indices"] = np.array([1], dtype=object)  # stored as a pickle
+    np.savez(tmp_path / "pickled.npz", **arrays)
+    with pytest.raises(ValueError, match="allow_pickle"):
+        Selection.load(tmp_path / "pickled.npz")
+
+
+def test_load_accepts_a_file_without_the_format_key(tmp_path):
+    meta = json.dumps({"n": 4, "replace": False, "method": "uniform", "params": {},
+                       "diagnostics": {}})
+    arrays = dict(indices=[3], weights=[4.0], probabilities=[0.25], centers=[-1],
+                  query_indices=np.zeros(0, np.int64), query_losses=np.zeros(0),
+                  cluster_sizes=np.zeros(0, np.int64))
+    np.savez(tmp_path / "old.npz", meta=np.array(meta), **arrays)
+    back = Selection.load(tmp_path / "old.npz")
+    assert back.method == "uniform" and back.indices.tolist() == [3] and back.n == 4
