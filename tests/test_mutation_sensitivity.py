@@ -1,0 +1,425 @@
+"""lam rules, inclusion probabilities and draws, case by hand: the tests that kill the
+mutants of sensitivity.py (``make mutation``; see tests/test_mutation_selection.py).
+
+Every expected number is computed by hand here, not read back from the code.
+
+Surviving mutants that are equivalent (mutmut 3.8; no input a caller can give tells them
+apart), by function:
+
+- ``inclusion_probabilities``: ``c * p >= 1.0`` as ``c * p > 1.0`` (a row with ``c p == 1``
+  left free gets ``pi = c p = 1`` all the same); ``pi[capped] = 1.0`` as ``2.0`` and the final
+  ``np.minimum(pi, 1.0)`` as ``np.minimum(pi, 2.0)`` (each alone: the other one restores 1).
+- ``draw_without_replacement``: ``searchsorted(..., side="right")`` as ``"left"`` or dropped:
+  they differ only when ``u + j`` equals a cumulative sum exactly, which has probability 0
+  for ``u`` uniform (the unit intervals are half-open either way); ``np.minimum(pos, n - 1)``
+  with ``n - 1`` as ``n``: after the rescaling ``cum[-1] == size > u + size - 1``, so no
+  point passes the end; ``cum *= size / cum[-1]`` as ``cum /= cum[-1] / size`` spellings that
+  round the same; ``.astype(np.int64)`` dropped (a permutation is int64 already).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from coreselect.pools.state import memory_rows
+from coreselect.sensitivity import (
+    _checked_total,
+    block_masses,
+    block_probabilities,
+    draw_sample,
+    draw_with_replacement,
+    draw_without_replacement,
+    inclusion_probabilities,
+    resolve_lam,
+    row_probabilities,
+    sample_selection,
+    sensitivity_probabilities,
+)
+
+
+# ---------------------------------------------------------------------------- resolve_lam
+def test_resolve_lam_given():
+    assert resolve_lam(2.5, 3.0, 1.0) == (2.5, "given")
+    assert resolve_lam(0, 3.0, 1.0) == (0.0, "given")
+    lam, rule = resolve_lam(np.float32(0.5), 0.0, 0.0)  # given wins over the auto cases
+    assert (lam, rule) == (0.5, "given") and type(lam) is float
+
+
+def test_resolve_lam_auto_half_the_mass_each():
+    rule = "auto: lam = sum(l_hat) / Phi (half the mass each)"
+    assert resolve_lam("auto", 3.0, 4.0) == (0.75, rule)
+    assert resolve_lam("auto", 0.5, 0.25) == (2.0, rule)
+    assert resolve_lam("auto", 2.0, 0.5)[0] == 4.0  # Phi below 1 is not Phi = 0
+    assert resolve_lam("auto", 0.5, 2.0)[0] == 0.25  # losses below 1 are not all 0
+
+
+def test_resolve_lam_auto_when_phi_is_zero():
+    assert resolve_lam("auto", 3.0, 0.0) == (0.0, "auto: Phi = 0, distances carry no mass")
+    assert resolve_lam("auto", 0.0, 0.0) == (0.0, "auto: Phi = 0, distances carry no mass")
+    assert resolve_lam("auto", 3.0, -1.0)[0] == 0.0
+
+
+def test_resolve_lam_auto_when_all_losses_are_zero():
+    assert resolve_lam("auto", 0.0, 4.0) == (
+        1.0, "auto: all query losses are 0, sampling by distance only")
+    assert resolve_lam("auto", -1.0, 4.0)[0] == 1.0
+
+
+@pytest.mark.parametrize("lam, exc, match", [
+    (-1.0, ValueError, r"^lam must be a finite float >= 0; got -1.0\.$"),
+    ("big", ValueError, r"^lam must be a float >= 0 or one of \['auto'\]; got 'big'\.$"),
+    (None, TypeError, r"^lam must be a float >= 0"),
+])
+def test_resolve_lam_checks_lam(lam, exc, match):
+    with pytest.raises(exc, match=match):
+        resolve_lam(lam, 1.0, 1.0)
+
+
+# ---------------------------------------------------------------- inclusion_probabilities
+def test_inclusion_probabilities_by_hand():
+    # c = 3 / 1 = 3: 0.5 and 0.3 reach 1 -> capped; then c = 1 / 0.2 = 5: [0.5, 0.25, 0.25]
+    pi = inclusion_probabilities(np.array([0.5, 0.3, 0.1, 0.05, 0.05]), 3)
+    np.testing.assert_allclose(pi, [1.0, 1.0, 0.5, 0.25, 0.25], rtol=1e-12)
+    # two rounds of capping: c = 2 / 1 caps 0.6 only; then c = 1 / 0.4 caps nothing
+    pi = inclusion_probabilities(np.array([0.6, 0.2, 0.1, 0.1]), 2)
+    np.testing.assert_allclose(pi, [1.0, 0.5, 0.25, 0.25], rtol=1e-12)
+    # no capping at all: pi = size p
+    pi = inclusion_probabilities(np.array([0.25, 0.25, 0.25, 0.25]), 2)
+    np.testing.assert_allclose(pi, [0.5] * 4, rtol=1e-12)
+
+
+def test_inclusion_probabilities_cascade():
+    # c = 3 / 1.0 caps 0.7 (2.1); then c = 2 / 0.3 = 6.67 caps 0.2 (1.33); then c = 1 / 0.1
+    p = np.array([0.7, 0.2, 0.05, 0.05])
+    pi = inclusion_probabilities(p, 3)
+    np.testing.assert_allclose(pi, [1.0, 1.0, 0.5, 0.5], rtol=1e-12)
+
+
+def test_inclusion_probabilities_unnormalised_p():
+    # only the ratios of p matter
+    pi = inclusion_probabilities(np.array([5.0, 3.0, 1.0, 0.5, 0.5]), 3)
+    np.testing.assert_allclose(pi, [1.0, 1.0, 0.5, 0.25, 0.25], rtol=1e-12)
+
+
+def test_inclusion_probabilities_with_zero_rows():
+    # fewer positive rows than the size: all of them, and the rest uniformly over the zeros
+    np.testing.assert_allclose(inclusion_probabilities(np.array([0.5, 0.5, 0.0, 0.0]), 3),
+                               [1, 1, 0.5, 0.5])
+    np.testing.assert_allclose(inclusion_probabilities(np.array([0.0, 0.2, 0.0, 0.0, 0.8]), 4),
+                               [2 / 3, 1, 2 / 3, 2 / 3, 1])
+    # exactly as many positive rows as the size: zeros keep 0
+    np.testing.assert_array_equal(inclusion_probabilities(np.array([0.5, 0.0, 0.5]), 2),
+                                  [1.0, 0.0, 1.0])
+    # more positive rows than the size: zeros keep 0 and the positive ones share
+    np.testing.assert_allclose(inclusion_probabilities(np.array([0.5, 0.0, 0.25, 0.25]), 2),
+                               [1.0, 0.0, 0.5, 0.5])
+
+
+def test_inclusion_probabilities_size_n():
+    np.testing.assert_array_equal(inclusion_probabilities(np.array([0.7, 0.2, 0.1]), 3), 1.0)
+    np.testing.assert_array_equal(inclusion_probabilities(np.array([0.0, 0.0, 1.0]), 3), 1.0)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_inclusion_probabilities_sum_to_size_and_stay_below_one(seed):
+    rng = np.random.default_rng(seed)
+    p = rng.pareto(1.0, size=50) * (rng.random(50) < 0.8)
+    for size in (1, 5, 20, 39, 40, 45, 50):
+        pi = inclusion_probabilities(p, size)
+        assert pi.sum() == pytest.approx(size, rel=1e-12)
+        assert np.all((pi >= 0) & (pi <= 1))
+        assert pi.dtype == np.float64 and pi.shape == (50,)
+        # the order of p is kept among the rows that are not capped or zero
+        free = (pi < 1) & (p > 0)
+        if free.sum() > 1 and (p > 0).sum() > size:
+            np.testing.assert_allclose(pi[free] / p[free], pi[free][0] / p[free][0], rtol=1e-9)
+
+
+# --------------------------------------------------------------- draw_without_replacement
+class _Stub:
+    """A generator whose permutation is the identity and whose uniform is fixed."""
+
+    def __init__(self, u):
+        self.u = u
+
+    def permutation(self, n):
+        return np.arange(n)
+
+    def random(self):
+        return self.u
+
+
+def test_systematic_draw_by_hand():
+    pi = np.array([0.5, 0.5, 1.0, 0.25, 0.75])  # cum [0.5, 1, 2, 2.25, 3]; size 3
+    assert draw_without_replacement(pi, _Stub(0.25)).tolist() == [0, 2, 4]  # 0.25, 1.25, 2.25
+    assert draw_without_replacement(pi, _Stub(0.75)).tolist() == [1, 2, 4]  # 0.75, 1.75, 2.75
+    assert draw_without_replacement(pi, _Stub(0.1)).tolist() == [0, 2, 3]  # 0.1, 1.1, 2.1
+    out = draw_without_replacement(pi, _Stub(0.6))
+    assert out.dtype == np.int64
+
+
+def test_systematic_draw_takes_the_permuted_order_and_sorts():
+    class Reverse(_Stub):
+        def permutation(self, n):
+            return np.arange(n)[::-1].copy()
+
+    pi = np.array([0.5, 0.5, 1.0, 0.25, 0.75])  # reversed: [0.75, 0.25, 1, 0.5, 0.5]
+    # cum [0.75, 1, 2, 2.5, 3]; u = 0.8: points 0.8, 1.8, 2.8 -> positions 1, 2, 4 -> rows 3, 2, 0
+    assert draw_without_replacement(pi, Reverse(0.8)).tolist() == [0, 2, 3]
+
+
+def test_systematic_draw_size_is_the_rounded_sum():
+    rng = np.random.default_rng(0)
+    pi = np.full(10, 0.1)  # sums to 0.9999999999999999 in floating point
+    assert draw_without_replacement(pi, rng).shape == (1,)
+    pi = np.full(30, 0.1)  # 3.0000000000000004
+    out = draw_without_replacement(pi, rng)
+    assert out.shape == (3,) and np.unique(out).shape == (3,)
+    assert draw_without_replacement(np.full(7, 3 / 7), rng).shape == (3,)
+
+
+def test_systematic_draw_of_every_row():
+    rng = np.random.default_rng(1)
+    for n in (1, 2, 5, 17):
+        assert draw_without_replacement(np.ones(n), rng).tolist() == list(range(n))
+
+
+def test_systematic_draw_last_row_reachable():
+    # the last row in the order (and only it) has the largest point
+    pi = np.array([0.5, 0.5, 1.0])
+    assert draw_without_replacement(pi, _Stub(0.99)).tolist() == [1, 2]
+    assert draw_without_replacement(np.array([0.2, 0.8]), _Stub(0.999)).tolist() == [1]
+
+
+def test_systematic_draw_rows_with_zero_probability_never_come():
+    rng = np.random.default_rng(2)
+    pi = np.array([0.0, 1.0, 0.0, 0.5, 0.5, 0.0, 1.0])
+    for _ in range(200):
+        out = draw_without_replacement(pi, rng)
+        assert out.shape == (3,) and not set(out.tolist()) & {0, 2, 5}
+        assert {1, 6} <= set(out.tolist())
+
+
+def test_systematic_draw_frequencies_match_pi():
+    rng = np.random.default_rng(3)
+    pi = inclusion_probabilities(np.array([0.4, 0.3, 0.1, 0.1, 0.05, 0.05]), 3)
+    counts = np.zeros(6)
+    reps = 3000
+    for _ in range(reps):
+        counts[draw_without_replacement(pi, rng)] += 1
+    se = np.sqrt(pi * (1 - pi) / reps) + 1e-12
+    assert np.all(np.abs(counts / reps - pi) <= 4.5 * se)
+
+
+# ------------------------------------------------------------------ the one sample step
+# Six rows on a line, centers 1 and 4 (labels [0,0,0,1,1,1]), v = [1,0,1,1,0,1] (Phi = 4),
+# losses at the centers [2, 4]: mass = l_hat + lam v; with lam = 1 it is [3,2,3,5,4,5] / 22
+# (sum l_hat = 3*2 + 3*4 = 18).
+LABELS = np.array([0, 0, 0, 1, 1, 1])
+V = np.array([1.0, 0.0, 1.0, 1.0, 0.0, 1.0])
+QI = np.array([1, 4])
+QL = np.array([2.0, 4.0])
+P1 = np.array([3.0, 2.0, 3.0, 5.0, 4.0, 5.0]) / 22
+
+
+def six_rows(block_rows=6, labels=LABELS, v=V):
+    return memory_rows(labels, v, 2, block_rows=block_rows)
+
+
+def step(rows=None, *, size=8, lam=1.0, replace=True, seed=0, mix=0.0, losses=QL, **kw):
+    rows = six_rows() if rows is None else rows
+    return sample_selection(rows, query_indices=QI, query_losses=losses, query_points=None,
+                            size=size, lam=lam, replace=replace,
+                            rng=np.random.default_rng(seed), mix=mix, **kw)
+
+
+def test_block_probabilities_by_hand():
+    p = block_probabilities(LABELS, V, QL, 1.0, 22.0, 0.0, 6)
+    np.testing.assert_allclose(p, P1, rtol=1e-15)
+    p = block_probabilities(LABELS[3:], V[3:], QL, 2.0, 10.0, 0.0, 6)  # a block, lam = 2
+    np.testing.assert_allclose(p, [0.6, 0.4, 0.6], rtol=1e-15)
+    p = block_probabilities(LABELS, V, QL, 1.0, 22.0, 0.4, 6)  # mixed: 0.4 / 6 + 0.6 p
+    np.testing.assert_allclose(p, 0.4 / 6 + 0.6 * P1, rtol=1e-15)
+    p = block_probabilities(LABELS[:2], V[:2], QL, 1.0, 22.0, 0.4, 10)  # n is the pool's
+    np.testing.assert_allclose(p, 0.04 + 0.6 * P1[:2], rtol=1e-15)
+    ints = block_probabilities(LABELS, V.astype(np.int64), QL, 1.0, 22.0, 0.0, 6)
+    np.testing.assert_allclose(ints, P1, rtol=1e-15)
+
+
+def test_block_masses_by_hand():
+    rows = six_rows(block_rows=4)  # blocks [0, 4) and [4, 6)
+    np.testing.assert_array_equal(rows.counts, [[3, 1], [0, 2]])
+    np.testing.assert_allclose(block_masses(rows, QL, 1.0), [3 * 2 + 4 + 3, 2 * 4 + 1])
+    np.testing.assert_allclose(block_masses(rows, [2, 4], 0.5), [10 + 1.5, 8 + 0.5])
+
+
+def test_row_probabilities_by_hand():
+    for block_rows in (1, 4, 6):
+        rows = six_rows(block_rows)
+        np.testing.assert_allclose(row_probabilities(rows, QL, 1.0), P1, rtol=1e-15)
+        np.testing.assert_allclose(row_probabilities(rows, QL, 1.0, mix=0.4),
+                                   0.4 / 6 + 0.6 * P1, rtol=1e-15)
+    zero = six_rows(v=np.zeros(6))
+    np.testing.assert_array_equal(row_probabilities(zero, [0.0, 0.0], 1.0), np.full(6, 1 / 6))
+    assert row_probabilities(zero, [0.0, 1.0], 0.0).tolist() == [0, 0, 0, 1 / 3, 1 / 3, 1 / 3]
+
+
+def test_checked_total():
+    assert _checked_total(1e-300) is True
+    assert _checked_total(0.0) is False and _checked_total(-1.0) is False
+    for bad in (np.inf, np.nan):
+        with pytest.raises(ValueError, match=r"^the sampling mass is not finite; are the "
+                                             r"losses or distances huge\?$"):
+            _checked_total(bad)
+
+
+def test_sample_step_with_replacement_by_hand():
+    sel = step(size=8)
+    assert sel.n == 6 and sel.size == 8 and sel.replace and sel.method == "sensitivity"
+    np.testing.assert_allclose(sel.probabilities, P1[sel.indices], rtol=1e-15)
+    np.testing.assert_allclose(sel.weights, 1 / (8 * P1[sel.indices]), rtol=1e-15)
+    assert sel.centers.tolist() == [[1, 1, 1, 4, 4, 4][i] for i in sel.indices]
+    assert sel.query_indices.tolist() == [1, 4] and sel.query_losses.tolist() == [2.0, 4.0]
+    assert sel.cluster_sizes.tolist() == [3, 3]
+    assert sel.params == {"lam": 1.0, "lam_rule": "given", "z": 2.0, "n_clusters": 2,
+                          "cost": 4.0, "hat_total": 18.0, "size": 8, "mix": 0.0,
+                          "path": "in-memory"}
+    d = sel.diagnostics
+    assert d["theorem"] == "Theorem 5" and d["zero_probability_rows"] == 0
+    assert d["min_np"] == pytest.approx(6 * 2 / 22) and d["max_np"] == pytest.approx(6 * 5 / 22)
+    assert d["Phi"] == 4.0 and d["sum_l_hat"] == 18.0 and d["lam"] == 1.0
+
+
+def test_sample_step_provenance_arguments():
+    sel = step(size=3, z=1.0, n_clusters=5, method="adaptive", path="spilled",
+               params={"round": 2}, theorem="Theorem 6", holder_quantile=0.5)
+    assert sel.method == "adaptive" and sel.params["path"] == "spilled"
+    assert sel.params["z"] == 1.0 and sel.params["n_clusters"] == 5 and sel.params["round"] == 2
+    assert sel.diagnostics["theorem"] == "Theorem 6"
+    # lam_rule given: lam is used as it is (not resolved again)
+    sel = step(lam=0.25, lam_rule="the caller's")
+    assert sel.params["lam"] == 0.25 and sel.params["lam_rule"] == "the caller's"
+    mass = np.array([2, 2, 2, 4, 4, 4]) + 0.25 * V
+    np.testing.assert_allclose(sel.probabilities, (mass / mass.sum())[sel.indices], rtol=1e-15)
+
+
+def test_sample_step_auto_lam():
+    sel = step(lam="auto")
+    assert sel.params["lam"] == 4.5  # 18 / 4
+    assert sel.params["lam_rule"] == "auto: lam = sum(l_hat) / Phi (half the mass each)"
+    mass = np.array([2, 2, 2, 4, 4, 4]) + 4.5 * V
+    np.testing.assert_allclose(sel.probabilities, (mass / 36)[sel.indices], rtol=1e-15)
+
+
+@pytest.mark.parametrize("mix", [0.0, 0.3])
+def test_sample_step_is_the_same_draw_whatever_the_blocks(mix):
+    base = step(size=400, seed=5, mix=mix)
+    for block_rows in (1, 2, 3, 4, 5):
+        got = step(six_rows(block_rows), size=400, seed=5, mix=mix)
+        np.testing.assert_array_equal(got.indices, base.indices)
+        np.testing.assert_allclose(got.probabilities, base.probabilities, rtol=1e-15)
+        np.testing.assert_array_equal(got.centers, base.centers)
+    # and the same as one draw from the full vector p
+    p = mix / 6 + (1 - mix) * P1
+    ref = draw_with_replacement(p, 400, np.random.default_rng(5))
+    np.testing.assert_array_equal(base.indices, ref)
+
+
+@pytest.mark.parametrize("block_rows", [1, 4, 6])
+@pytest.mark.parametrize("mix", [0.0, 0.5])
+def test_sample_step_frequencies(block_rows, mix):
+    sel = step(six_rows(block_rows), size=20000, seed=1, mix=mix)
+    p = mix / 6 + (1 - mix) * P1
+    freq = np.bincount(sel.indices, minlength=6) / 20000
+    assert np.all(np.abs(freq - p) <= 4.5 * np.sqrt(p * (1 - p) / 20000))
+    np.testing.assert_allclose(sel.probabilities, p[sel.indices], rtol=1e-14)
+
+
+def test_sample_step_rows_of_zero_probability_never_come():
+    v = np.array([1.0, 0.0, 1.0, 0.0, 0.0, 0.0])  # center 4's cluster: no distance
+    for block_rows in (1, 2, 6):
+        sel = step(six_rows(block_rows, v=v), size=500, losses=np.array([1.0, 0.0]))
+        assert not set(sel.indices.tolist()) & {3, 4, 5}
+        assert sel.diagnostics["zero_probability_rows"] == 3
+        assert sel.diagnostics["min_np"] == 0.0
+
+
+def test_sample_step_zero_mass_falls_back_to_uniform():
+    zero = six_rows(v=np.zeros(6))
+    for replace in (True, False):
+        with pytest.warns(RuntimeWarning, match="falling back to uniform sampling") as rec:
+            sel = step(zero, size=4, replace=replace, losses=np.zeros(2), lam="auto", mix=0.2)
+        assert len(rec) == 1
+        np.testing.assert_allclose(sel.probabilities, 1 / 6 if replace else 4 / 6, rtol=1e-15)
+        np.testing.assert_allclose(sel.weights, 6 / 4, rtol=1e-15)
+        assert sel.params["mix"] == 0.2  # the mix asked for is kept in the provenance
+        assert sel.diagnostics["min_np"] == pytest.approx(1.0)
+
+
+def test_sample_step_without_replacement_by_hand():
+    # pi = min(1, c p) with sum 3: 3 * 5 / 22 < 1, so pi = 3 p
+    for block_rows in (1, 4, 6):
+        sel = step(six_rows(block_rows), size=3, replace=False, seed=2)
+        assert sel.size == 3 and np.unique(sel.indices).shape == (3,)
+        assert not sel.replace and np.all(np.diff(sel.indices) > 0)
+        np.testing.assert_allclose(sel.probabilities, 3 * P1[sel.indices], rtol=1e-14)
+        np.testing.assert_allclose(sel.weights, 1 / (3 * P1[sel.indices]), rtol=1e-14)
+        assert sel.centers.tolist() == [[1, 1, 1, 4, 4, 4][i] for i in sel.indices]
+        d = sel.diagnostics
+        assert d["min_np"] == pytest.approx(6 * 2 / 22) and d["max_np"] == pytest.approx(30 / 22)
+    # every row: all of them, with weight 1
+    sel = step(size=6, replace=False)
+    assert sel.indices.tolist() == list(range(6)) and sel.weights.tolist() == [1.0] * 6
+
+
+def test_sample_step_without_replacement_inclusion_frequencies():
+    counts = np.zeros(6)
+    reps = 2000
+    for r in range(reps):
+        counts[step(six_rows(4), size=2, replace=False, seed=r).indices] += 1
+    pi = 2 * P1
+    assert np.all(np.abs(counts / reps - pi) <= 4.5 * np.sqrt(pi * (1 - pi) / reps))
+
+
+# ------------------------------------------------------- probabilities and the plain draws
+def test_sensitivity_probabilities_by_hand():
+    np.testing.assert_allclose(sensitivity_probabilities([2, 2, 2, 4, 4, 4], V, 1.0), P1)
+    np.testing.assert_allclose(sensitivity_probabilities([2, 2, 2, 4, 4, 4], V, 1.0, mix=0.4),
+                               0.4 / 6 + 0.6 * P1)
+    with pytest.warns(RuntimeWarning, match="falling back to uniform") as rec:
+        p0 = sensitivity_probabilities(np.zeros(4), np.zeros(4), 1.0, mix=0.3)
+    np.testing.assert_array_equal(p0, 0.25)
+    assert rec[0].filename == __file__  # stacklevel: the caller's caller
+    with pytest.raises(ValueError, match="not finite"):
+        sensitivity_probabilities([1.0, np.inf], [0.0, 0.0], 1.0)
+
+
+def test_draw_with_replacement_by_hand():
+    class U:
+        def __init__(self, u):
+            self.u = np.asarray(u, dtype=np.float64)
+
+        def random(self, size):
+            assert size == self.u.shape[0]
+            return self.u
+
+    p = np.array([0.25, 0.0, 0.5, 0.25])  # cdf [0.25, 0.25, 0.75, 1]
+    got = draw_with_replacement(p, 5, U([0.0, 0.2, 0.25, 0.74, 0.9]))
+    assert got.tolist() == [0, 0, 2, 2, 3] and got.dtype == np.int64
+    # unnormalised p: the uniforms are scaled by the total
+    assert draw_with_replacement(2 * p, 2, U([0.3, 0.8])).tolist() == [2, 3]
+    # a uniform at the very end stays on the last row
+    assert draw_with_replacement(np.array([0.5, 0.5]), 1, U([1.0])).tolist() == [1]
+
+
+def test_draw_sample_both_ways():
+    p = np.array([0.5, 0.3, 0.1, 0.05, 0.05])
+    idx, prob, w = draw_sample(p, 4, True, np.random.default_rng(0))
+    np.testing.assert_array_equal(prob, p[idx])
+    np.testing.assert_allclose(w, 1 / (4 * p[idx]))
+    idx, prob, w = draw_sample(p, 3, False, np.random.default_rng(0))
+    pi = np.array([1.0, 1.0, 0.5, 0.25, 0.25])
+    assert idx.shape == (3,) and {0, 1} <= set(idx.tolist())
+    np.testing.assert_allclose(prob, pi[idx])
+    np.testing.assert_allclose(w, 1 / pi[idx])
