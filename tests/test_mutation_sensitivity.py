@@ -309,7 +309,7 @@ def test_sample_step_with_replacement_by_hand():
     assert sel.cluster_sizes.tolist() == [3, 3]
     assert sel.params == {"lam": 1.0, "lam_rule": "given", "z": 2.0, "n_clusters": 2,
                           "cost": 4.0, "hat_total": 18.0, "size": 8, "mix": 0.0,
-                          "path": "in-memory"}
+                          "path": "in-memory", "design": "sensitivity"}
     d = sel.diagnostics
     assert d["theorem"] == "Theorem 5" and d["zero_probability_rows"] == 0
     assert d["min_np"] == pytest.approx(6 * 2 / 22) and d["max_np"] == pytest.approx(6 * 5 / 22)
@@ -372,27 +372,42 @@ def test_sample_step_rows_of_zero_probability_never_come():
 
 def test_sample_step_zero_mass_falls_back_to_uniform():
     zero = six_rows(v=np.zeros(6))
-    for replace in (True, False):
+    # with replacement: uniform over the 6 rows; without: over the 4 rows not queried (the
+    # queried rows 1 and 4 have known losses and are not drawn)
+    for replace, pi, w in ((True, 1 / 6, 6 / 3), (False, 3 / 4, 4 / 3)):
         with pytest.warns(RuntimeWarning, match="falling back to uniform sampling") as rec:
-            sel = step(zero, size=4, replace=replace, losses=np.zeros(2), lam="auto", mix=0.2)
+            sel = step(zero, size=3, replace=replace, losses=np.zeros(2), lam="auto", mix=0.2)
         assert len(rec) == 1
-        np.testing.assert_allclose(sel.probabilities, 1 / 6 if replace else 4 / 6, rtol=1e-15)
-        np.testing.assert_allclose(sel.weights, 6 / 4, rtol=1e-15)
+        np.testing.assert_allclose(sel.probabilities, pi, rtol=1e-15)
+        np.testing.assert_allclose(sel.weights, w, rtol=1e-15)
         assert sel.params["mix"] == 0.2  # the mix asked for is kept in the provenance
         assert sel.diagnostics["min_np"] == pytest.approx(1.0)
+        assert replace or not set(sel.indices.tolist()) & {1, 4}
+
+
+# Without replacement the queried rows 1 and 4 are not drawn (their losses are known): the
+# draw is over rows 0, 2, 3, 5 with mass [3, 3, 5, 5] / 16.
+P_OUT = np.array([3.0, 0.0, 3.0, 5.0, 0.0, 5.0]) / 16
 
 
 def test_sample_step_without_replacement_by_hand():
-    # pi = min(1, c p) with sum 3: 3 * 5 / 22 < 1, so pi = 3 p
+    # pi = min(1, c p) with sum 3: 3 * 5 / 16 < 1, so pi = 3 p
     for block_rows in (1, 4, 6):
         sel = step(six_rows(block_rows), size=3, replace=False, seed=2)
         assert sel.size == 3 and np.unique(sel.indices).shape == (3,)
         assert not sel.replace and np.all(np.diff(sel.indices) > 0)
-        np.testing.assert_allclose(sel.probabilities, 3 * P1[sel.indices], rtol=1e-14)
-        np.testing.assert_allclose(sel.weights, 1 / (3 * P1[sel.indices]), rtol=1e-14)
+        assert not set(sel.indices.tolist()) & {1, 4}
+        np.testing.assert_allclose(sel.probabilities, 3 * P_OUT[sel.indices], rtol=1e-14)
+        np.testing.assert_allclose(sel.weights, 1 / (3 * P_OUT[sel.indices]), rtol=1e-14)
         assert sel.centers.tolist() == [[1, 1, 1, 4, 4, 4][i] for i in sel.indices]
         d = sel.diagnostics
-        assert d["min_np"] == pytest.approx(6 * 2 / 22) and d["max_np"] == pytest.approx(30 / 22)
+        assert d["min_np"] == pytest.approx(4 * 3 / 16) and d["max_np"] == pytest.approx(20 / 16)
+        # the known losses of the queried rows: 2 + 4, added exactly by the estimate
+        p = sel.params
+        assert p["known_total"] == 6.0 and p["hat_total"] == 12.0 and p["hat_covered"] == 18.0
+        assert p["excluded"] == 0 and p["n_covered"] == 6
+        y = np.ones(3)
+        assert sel.estimate_total(y).value == pytest.approx(6.0 + sel.weights.sum())
     # every row: all of them, with weight 1
     sel = step(size=6, replace=False)
     assert sel.indices.tolist() == list(range(6)) and sel.weights.tolist() == [1.0] * 6
@@ -403,8 +418,9 @@ def test_sample_step_without_replacement_inclusion_frequencies():
     reps = 2000
     for r in range(reps):
         counts[step(six_rows(4), size=2, replace=False, seed=r).indices] += 1
-    pi = 2 * P1
-    assert np.all(np.abs(counts / reps - pi) <= 4.5 * np.sqrt(pi * (1 - pi) / reps))
+    pi = 2 * P_OUT
+    assert counts[1] == counts[4] == 0
+    assert np.all(np.abs(counts / reps - pi) <= 4.5 * np.sqrt(pi * (1 - pi) / reps) + 1e-12)
 
 
 # ------------------------------------------------------- probabilities and the plain draws
@@ -484,7 +500,7 @@ def test_sample_step_with_an_empty_block():
         for key in ("zero_probability_rows", "min_np", "max_np"):
             assert got.diagnostics[key] == ref.diagnostics[key], key
         assert got.diagnostics["zero_probability_rows"] == 0
-        assert got.diagnostics["max_np"] == pytest.approx(30 / 22)
+        assert got.diagnostics["max_np"] == pytest.approx(30 / 22 if replace else 20 / 16)
 
 
 def test_sample_step_hands_its_arguments_to_the_diagnostics():
