@@ -9,7 +9,8 @@ or power-of-two scale of the same numbers.
 
 The examples per test come from the hypothesis profile (tests/conftest.py): "ci" (few,
 derandomized) by default, "thorough" in ``make test-all``. The bugs these tests found are
-kept below as examples, and the ones still open are ``xfail(strict=True)``.
+kept below as examples (all fixed on main now; an open one would be an
+``xfail(strict=True)``).
 """
 
 from __future__ import annotations
@@ -503,13 +504,10 @@ def test_overflowing_distances_are_a_value_error_naming_x(fn):
     check_clear_error(info.value, "X")
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "the diagnostics' Hoelder estimate (diagnostics.py, the ratios |l_i - l_j| / d_ij^z) "
-    "overflows for tiny embeddings: 'RuntimeWarning: overflow encountered in divide', an "
-    "error under the project's filter error::RuntimeWarning:coreselect.*"))
 def test_tiny_embeddings_give_a_valid_selection():
-    # was also (fixed in fed3163): Phi underflowed, lam='auto' overflowed, and "the sampling
-    # mass is not finite; are the losses or distances huge?"
+    # was: Phi underflowed, lam='auto' overflowed, and "the sampling mass is not finite; are
+    # the losses or distances huge?" (fixed in fed3163); then the diagnostics' Hoelder ratios
+    # overflowed with a RuntimeWarning (fixed in f949a44)
     X = np.ldexp(np.random.default_rng(0).normal(size=(30, 3)), -520)
     loss = np.random.default_rng(1).random(30) + 0.5
     sel, _ = call(cs.sensitivity_sample, X, loss.__getitem__, 10, n_clusters=4, seed=0)
