@@ -54,7 +54,9 @@ def fashion_mnist():
     from sklearn.decomposition import PCA
 
     try:
-        images, y = cs.datasets.load_fashion_mnist()
+        from coreselect.datasets import load_fashion_mnist
+
+        images, y = load_fashion_mnist()
     except (FileNotFoundError, OSError, ValueError) as exc:
         print(f"Fashion-MNIST not available ({exc}); skipped")
         return None
@@ -109,9 +111,12 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=200)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--only", choices=["digits", "fashion_mnist"])
     args = ap.parse_args(argv)
     print(machine_header())
     sets = [digits] if args.quick else [digits, fashion_mnist]
+    if args.only:
+        sets = [f for f in sets if f.__name__ == args.only]
     for make in sets:
         got = make()
         if got is None:
