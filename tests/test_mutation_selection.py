@@ -32,7 +32,13 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from coreselect.selection import Estimate, Selection, _estimate, _interval
+from coreselect.selection import (
+    Estimate,
+    Selection,
+    _estimate,
+    _interval,
+    _stratified_estimate,
+)
 
 
 def t_quantile(s, confidence=0.95):
@@ -386,3 +392,118 @@ def test_load_accepts_a_file_without_the_format_key(tmp_path):
     np.savez(tmp_path / "old.npz", meta=np.array(meta), **arrays)
     back = Selection.load(tmp_path / "old.npz")
     assert back.method == "uniform" and back.indices.tolist() == [3] and back.n == 4
+
+
+# ------------------------------------------------- known rows, covered rows (params)
+def test_weighted_total_adds_the_known_total():
+    # Hajek: x = [2, 6], c = [0.5, 0.5], b = 4, var = 2 * (0.5 * 4 + 0.5 * 4) = 8
+    sel = Selection(indices=[0, 2], weights=[2.0, 2.0], probabilities=[0.5, 0.5], n=6,
+                    params={"known_total": 5.0})
+    est = sel.estimate_total([1.0, 3.0])
+    q = t_quantile(2)
+    assert est.value == 13.0 and est.stderr == pytest.approx(math.sqrt(8.0))
+    assert est.ci_low == pytest.approx(13 - q * math.sqrt(8.0))
+    assert est.ci_high == pytest.approx(13 + q * math.sqrt(8.0))
+    # a known total given as an int or a numpy float
+    sel = Selection(indices=[0, 2], weights=[2.0, 2.0], probabilities=[0.5, 0.5], n=6,
+                    params={"known_total": 1})
+    assert sel.estimate_total([1.0, 3.0]).value == 9.0
+
+
+def test_difference_uses_hat_covered_and_not_the_known_total():
+    base = _difference_selection()
+    y = np.array([3.0, 6.0, 5.0])
+    # hat_covered replaces sum(sizes * l_hat) = 32; the known total is already inside it
+    sel = Selection(indices=base.indices, weights=base.weights,
+                    probabilities=base.probabilities, n=10, centers=base.centers,
+                    query_indices=base.query_indices, query_losses=base.query_losses,
+                    cluster_sizes=base.cluster_sizes, replace=True,
+                    params={"hat_covered": 30.0, "known_total": 7.0})
+    assert sel.estimate_total(y, method="difference").value == pytest.approx(33.5)
+    assert sel.estimate_total(y).value == pytest.approx(7.0 + 6 + 9 + 20)
+    zero = Selection(indices=base.indices, weights=base.weights,
+                     probabilities=base.probabilities, n=10, centers=base.centers,
+                     query_indices=base.query_indices, query_losses=base.query_losses,
+                     cluster_sizes=base.cluster_sizes, replace=True,
+                     params={"hat_covered": 0.0})
+    assert zero.estimate_total(y, method="difference").value == pytest.approx(3.5)
+
+
+def test_mean_divides_by_the_covered_rows():
+    sel = Selection(indices=[0, 2], weights=[2.0, 2.0], probabilities=[0.5, 0.5], n=10,
+                    params={"n_covered": 4, "known_total": 2.0})
+    mean = sel.estimate_mean([1.0, 3.0])
+    assert mean.value == pytest.approx(10.0 / 4)
+    assert mean.stderr == pytest.approx(math.sqrt(8.0) / 4)
+    plain = Selection(indices=[0, 2], weights=[2.0, 2.0], probabilities=[0.5, 0.5], n=10)
+    assert plain.estimate_mean([1.0, 3.0]).value == pytest.approx(0.8)
+
+
+# -------------------------------------------------------------------- stratified
+def test_stratified_estimate_by_hand():
+    # stratum 5: N = 10, n = 3, y = [1, 2, 3]: s2 = 1, fpc 0.7: 100 * 0.7 * 1 / 3 = 70 / 3
+    # stratum 9: N = 4, n = 2, y = [4, 6]: s2 = 2, fpc 0.5: 16 * 0.5 * 2 / 2 = 8
+    w = np.array([10 / 3, 2.0, 10 / 3, 2.0, 10 / 3])
+    y = np.array([1.0, 4.0, 2.0, 6.0, 3.0])
+    value, var = _stratified_estimate(y, w, np.array([5, 9, 5, 9, 5]))
+    assert value == pytest.approx(40.0) and var == pytest.approx(70 / 3 + 8)
+
+
+def test_stratified_estimate_every_row_of_a_stratum_has_no_variance():
+    value, var = _stratified_estimate(np.array([1.0, 7.0, 2.0]), np.ones(3),
+                                      np.array([0, 0, 0]))
+    assert value == 10.0 and var == 0.0
+    # equal values: s2 = 0 (no negative rounding)
+    value, var = _stratified_estimate(np.full(3, 0.1), np.full(3, 10 / 3), np.zeros(3))
+    assert var == 0.0
+
+
+def test_stratified_estimate_single_draws_collapsed_in_pairs_by_size():
+    # four strata with one draw each, N = [4, 1, 3, 2] (stratum order 10, 20, 30, 40);
+    # t = N y = [14, 1, 10, 3]; sorted by N: t = [1, 3, 10, 14]; pairs (1, 3) and (10, 14):
+    # 2 * (1 + 1) + 2 * (4 + 4) = 20. Pairs in stratum order would give 169 + 49.
+    w = np.array([4.0, 1.0, 3.0, 2.0])
+    y = np.array([3.5, 1.0, 10 / 3, 1.5])
+    value, var = _stratified_estimate(y, w, np.array([10, 20, 30, 40]))
+    assert value == pytest.approx(28.0) and var == pytest.approx(20.0)
+    # plus a stratum of N = 6 with 2 draws y = [1, 3]: s2 = 2, fpc 2/3: 36 * 2/3 * 2 / 2 = 24
+    value, var = _stratified_estimate(np.append(y, [1.0, 3.0]), np.append(w, [3.0, 3.0]),
+                                      np.array([10, 20, 30, 40, 50, 50]))
+    assert value == pytest.approx(40.0) and var == pytest.approx(44.0)
+
+
+def test_stratified_estimate_odd_singles_make_a_group_of_three():
+    # t = [2, 6, 8] with N = [2, 6, 4]: one group of 3, mean 16/3,
+    # sum of squares (100 + 4 + 64) / 9; var = 3/2 * 168/9 = 28
+    value, var = _stratified_estimate(np.array([1.0, 1.0, 2.0]), np.array([2.0, 6.0, 4.0]),
+                                      np.array([1, 2, 3]))
+    assert value == 16.0 and var == pytest.approx(28.0)
+    # five singles: a pair and a group of three (by size). N = [1, 2, 3, 4, 5], t = N y
+    t = np.array([1.0, 3.0, 2.0, 8.0, 5.0])
+    value, var = _stratified_estimate(t / np.arange(1, 6), np.arange(1.0, 6.0),
+                                      np.array([4, 0, 3, 1, 2]))
+    g = t[2:]
+    assert value == pytest.approx(19.0)
+    assert var == pytest.approx(2 * 2 * 1.0 + 1.5 * np.sum((g - g.mean()) ** 2))
+
+
+def test_stratified_estimate_one_single_is_unknown():
+    value, var = _stratified_estimate(np.array([1.0, 2.0, 3.0]), np.array([2.0, 2.0, 5.0]),
+                                      np.array([1, 1, 2]))
+    assert value == 21.0 and math.isnan(var)
+
+
+def test_estimate_total_of_a_stratified_selection():
+    # strata (centers) 7 and 3: N = 4, n = 2 and N = 6, n = 3 (weights N / n)
+    sel = Selection(indices=[0, 1, 4, 5, 6], weights=[2.0, 2.0, 2.0, 2.0, 2.0],
+                    probabilities=[0.5] * 5, n=12, centers=[7, 7, 3, 3, 3],
+                    query_indices=[7, 3], query_losses=[1.0, 2.0], cluster_sizes=[5, 7],
+                    params={"design": "stratified", "known_total": 3.0, "hat_covered": 20.0})
+    y = np.array([1.0, 3.0, 2.0, 2.0, 5.0])
+    # stratum 7: s2 = 2, fpc 0.5: 16 * 0.5 * 2 / 2 = 8; stratum 3: y = [2, 2, 5], s2 = 3,
+    # fpc 0.5: 36 * 0.5 * 3 / 3 = 18
+    est = sel.estimate_total(y)
+    assert est.value == pytest.approx(3.0 + 26.0) and est.stderr == pytest.approx(math.sqrt(26))
+    # difference: residuals [0, 2, 0, 0, 3]: stratum 7 s2 = 2 -> 8; stratum 3 s2 = 3 -> 18
+    diff = sel.estimate_total(y, method="difference")
+    assert diff.value == pytest.approx(20.0 + 10.0) and diff.stderr == pytest.approx(math.sqrt(26))

@@ -40,6 +40,7 @@ apart, or only a uniform that falls exactly on a float boundary), by kind:
 
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -48,12 +49,15 @@ import pytest
 from coreselect.pools.state import memory_rows
 from coreselect.sensitivity import (
     _checked_total,
+    _excluded,
+    _strata_block,
     block_masses,
     block_probabilities,
     draw_sample,
     draw_with_replacement,
     draw_without_replacement,
     inclusion_probabilities,
+    proportional_allocation,
     resolve_lam,
     row_probabilities,
     sample_selection,
@@ -537,3 +541,190 @@ def test_zero_mass_warning_points_at_the_caller_of_sample():
         sampler.sample([0.0], 3, seed=0)
     # (under mutmut the first frame outside the package is its trampoline's)
     assert rec[0].filename == __file__ or f"{os.sep}mutmut{os.sep}" in rec[0].filename
+
+
+# ------------------------------------------------------------ resolve_lam: Phi negligible
+def test_resolve_lam_auto_when_phi_is_negligible():
+    rule = "auto: Phi is negligible next to sum(l_hat), distances carry no mass"
+    assert resolve_lam("auto", 1e300, 1e-300) == (0.0, rule)
+    lam, _ = resolve_lam("auto", 1e300, 1e-8)  # large but finite
+    assert lam == pytest.approx(1e308)
+
+
+# ------------------------------------------------------------------ the allocation
+@pytest.mark.parametrize("sizes, size, expected", [
+    ([10, 30, 0, 60], 10, [1, 3, 0, 6]),  # exact quotas; an empty stratum gets 0
+    ([3, 3, 4], 5, [2, 1, 2]),  # quotas [1.5, 1.5, 2]: the remainder to the first tie
+    ([1, 4, 5], 9, [1, 4, 4]),  # quotas [.9, 3.6, 4.5]: the full stratum 0 is skipped
+    ([1, 4, 5], 12, [1, 4, 5]),  # more than the pool: every row, no more
+    ([1, 1, 1, 97], 4, [1, 1, 1, 1]),  # at least one each: trim the big one twice
+    # quotas [.06, .06, .06, 2.82, 3.0]: floors [1, 1, 1, 2, 3] = 8; trim the smallest
+    # remainder first (stratum 4, then stratum 3 whose .82 is now below 1.0)
+    ([1, 1, 1, 47, 50], 6, [1, 1, 1, 1, 2]),
+    # quotas [.08] * 5 + [3.2, 6.4]: floors 14; trims 5 (.2), 6 (.4), 5 (1.2), 6 (only one > 1)
+    ([1, 1, 1, 1, 1, 40, 80], 10, [1, 1, 1, 1, 1, 1, 4]),
+    ([0, 0], 0, [0, 0]),
+    ([5, 0, 3], 2, [1, 0, 1]),
+])
+def test_proportional_allocation_by_hand(sizes, size, expected):
+    alloc = proportional_allocation(np.array(sizes), size)
+    assert alloc.tolist() == expected and alloc.dtype == np.int64
+
+
+def test_proportional_allocation_takes_lists():
+    assert proportional_allocation([2, 6], 4).tolist() == [1, 3]
+
+
+# -------------------------------------------------------------------- excluded rows
+def test_excluded_rows():
+    q = np.array([4, 1])
+    got = _excluded(6, 3, np.array([0]), q, replace=True)  # with replacement: exclude only
+    assert got.tolist() == [0] and got.dtype == np.int64
+    got = _excluded(6, 3, None, q, replace=True)
+    assert got.tolist() == [] and got.dtype == np.int64
+    got = _excluded(6, 3, [0], q, replace=False)  # 6 - 3 = 3 rows remain: enough
+    assert got.tolist() == [0, 1, 4] and got.dtype == np.int64
+    assert _excluded(6, 4, [0], q, replace=False).tolist() == [0]  # 3 < 4: exclude only
+    assert _excluded(6, 4, None, q, replace=False).tolist() == [1, 4]  # 4 remain
+    assert _excluded(6, 5, None, q, replace=False).tolist() == []
+    assert _excluded(6, 2, [4], q, replace=False).tolist() == [1, 4]
+
+
+def test_strata_block_picks_by_stratum_and_rank():
+    labels = np.array([0, 1, 0, 1, 2], dtype=np.int64)  # stratum 0: rows 0, 2; 1: 1, 3; 2: 4
+    none = np.empty(0, dtype=np.int64)
+    got = _strata_block(labels, None, 10, (3, none, np.array([0, 1, 2, 0]),
+                                           np.array([0, 0, 0, 1])))
+    assert got.tolist() == [10, 11, 14, 12]
+    # row 0 excluded: stratum 0 is row 2 alone, and the ranks count the available rows
+    got = _strata_block(labels, None, 0, (3, np.array([0]), np.array([0, 1, 1, 2]),
+                                          np.array([0, 0, 1, 0])))
+    assert got.tolist() == [2, 1, 3, 4]
+    assert labels.tolist() == [0, 1, 0, 1, 2]  # the block's labels are not written
+    empty = _strata_block(labels, None, 5, (3, none, none, none))
+    assert empty.tolist() == [] and empty.dtype == np.int64
+    # a stratum beyond the block's labels and the last stratum
+    got = _strata_block(np.array([2, 2, 0]), None, 0, (3, none, np.array([2, 2]),
+                                                       np.array([1, 0])))
+    assert got.tolist() == [1, 0]
+
+
+# ------------------------------------------------------------- design="stratified"
+STRAT_VERDICT = (
+    "Stratified by the clusters (proportional allocation, the queried centers known "
+    "exactly): unbiased, with a variance at most a uniform sample's of the same size up to "
+    "the rounding of the allocation.")
+
+
+@pytest.mark.parametrize("block_rows", [1, 4, 6])
+def test_stratified_step_by_hand(block_rows):
+    # the queried rows 1 and 4 are known; strata {0, 2} and {3, 5} (N = 2, 2); size 3:
+    # quotas [1.5, 1.5], the extra draw to stratum 0: alloc [2, 1], pi = [1, 1/2]
+    sel = step(six_rows(block_rows), size=3, design="stratified", seed=1, replace=True,
+               lam=7.0, mix=0.3)
+    assert not sel.replace and sel.size == 3
+    assert sel.indices[:2].tolist() == [0, 2] and sel.indices[2] in (3, 5)
+    assert sel.weights.tolist() == [1.0, 1.0, 2.0]
+    assert sel.probabilities.tolist() == [1.0, 1.0, 0.5]
+    assert sel.centers.tolist() == [1, 1, 4]
+    assert sel.params == {
+        "lam": 0.0, "lam_rule": "not used by design='stratified'", "z": 2.0, "n_clusters": 2,
+        "cost": 4.0, "hat_total": 12.0, "size": 3, "mix": 0.3, "path": "in-memory",
+        "design": "stratified", "allocation": "proportional", "strata": 2, "excluded": 0,
+        "n_covered": 6, "known_total": 6.0, "hat_covered": 18.0}
+    d = sel.diagnostics
+    assert d["design"] == "stratified" and d["warnings"] == [] and d["verdict"] == STRAT_VERDICT
+    assert d["zero_probability_rows"] == 0
+    # p = pi / size over the 4 rows drawn from: n p in [4 * 0.5 / 3, 4 * 1 / 3]
+    assert d["min_np"] == pytest.approx(2 / 3) and d["max_np"] == pytest.approx(4 / 3)
+    est = sel.estimate_total(np.ones(3))
+    assert est.value == 10.0 and math.isnan(est.stderr)  # stratum 4 has one draw
+
+
+def test_stratified_step_same_draw_whatever_the_blocks():
+    base = step(size=2, design="stratified", seed=3)
+    for seed in range(6):
+        ref = step(size=2, design="stratified", seed=seed)
+        assert ref.indices[0] in (0, 2) and ref.indices[1] in (3, 5)
+        assert ref.weights.tolist() == [2.0, 2.0] and ref.probabilities.tolist() == [0.5, 0.5]
+        for block_rows in (1, 2, 4, 5):
+            got = step(six_rows(block_rows), size=2, design="stratified", seed=seed)
+            assert got.indices.tolist() == ref.indices.tolist()
+    # every available row: weights 1
+    sel = step(size=4, design="stratified")
+    assert sel.indices.tolist() == [0, 2, 3, 5] and sel.weights.tolist() == [1.0] * 4
+    assert base.params["strata"] == 2 and base.params["size"] == 2
+
+
+def test_stratified_step_draws_both_rows_of_a_stratum_over_seeds():
+    seen = {step(six_rows(2), size=2, design="stratified", seed=s).indices[1]
+            for s in range(20)}
+    assert seen == {3, 5}
+
+
+def test_stratified_step_with_an_excluded_row():
+    for block_rows in (1, 4, 6):
+        sel = step(six_rows(block_rows), size=2, design="stratified", seed=1,
+                   exclude=np.array([0]))
+        # stratum 0 is row 2 alone: pi = 1; stratum 1: one of 3, 5 with pi = 1/2
+        assert sel.indices[0] == 2 and sel.indices[1] in (3, 5)
+        assert sel.probabilities.tolist() == [1.0, 0.5] and sel.weights.tolist() == [1.0, 2.0]
+        p = sel.params
+        assert p["excluded"] == 1 and p["n_covered"] == 5 and p["cost"] == 3.0
+        assert p["hat_total"] == 10.0 and p["known_total"] == 6.0 and p["hat_covered"] == 16.0
+
+
+def test_stratified_step_needs_one_draw_per_cluster():
+    with pytest.raises(ValueError, match=r"^design='stratified' draws at least one row in each "
+                                         r"of the 2 non-empty clusters; got size=1\. Raise "
+                                         r"size or lower n_clusters\.$"):
+        step(size=1, design="stratified")
+    # a cluster whose rows are all excluded is empty: one draw is enough
+    sel = step(size=1, design="stratified", exclude=np.array([3, 5]))
+    assert sel.indices.tolist() in ([0], [2]) and sel.weights.tolist() == [2.0]
+    assert sel.params["strata"] == 1
+
+
+# ----------------------------------------------------------- exclude, both designs
+def test_sample_step_with_replacement_and_an_excluded_row():
+    # row 0 out: masses [2, 3, 5, 4, 5] / 19 over rows 1..5; the queried rows are drawn
+    # (with replacement they are not skipped), so nothing is known exactly
+    for block_rows in (1, 4, 6):
+        sel = step(six_rows(block_rows), size=300, exclude=np.array([0]))
+        p = np.array([0.0, 2, 3, 5, 4, 5]) / 19
+        assert 0 not in sel.indices
+        np.testing.assert_allclose(sel.probabilities, p[sel.indices], rtol=1e-14)
+        np.testing.assert_allclose(sel.weights, 1 / (300 * p[sel.indices]), rtol=1e-14)
+        q = sel.params
+        assert q["hat_total"] == 16.0 and q["cost"] == 3.0 and q["excluded"] == 1
+        assert q["n_covered"] == 5 and q["known_total"] == 0.0 and q["hat_covered"] == 16.0
+        assert sel.diagnostics["min_np"] == pytest.approx(5 * 2 / 19)
+    sel = step(size=5, exclude=np.array([0]), lam="auto")
+    assert sel.params["lam"] == pytest.approx(16 / 3)
+    # mixed: p = 0.5 / 5 + 0.5 mass / 19 over the 5 rows left
+    sel = step(six_rows(4), size=300, exclude=np.array([0]), mix=0.5)
+    p = 0.1 + 0.5 * np.array([0.0, 2, 3, 5, 4, 5]) / 19
+    assert 0 not in sel.indices
+    np.testing.assert_allclose(sel.probabilities, p[sel.indices], rtol=1e-14)
+
+
+def test_sample_step_without_replacement_and_an_excluded_row():
+    # rows 0 (excluded), 1 and 4 (queried) out: masses [3, 5, 5] / 13 over rows 2, 3, 5;
+    # size 2: pi = 2 p = [6, 10, 10] / 13
+    for block_rows in (1, 4, 6):
+        sel = step(six_rows(block_rows), size=2, replace=False, seed=4, exclude=np.array([0]))
+        pi = np.array([0, 0, 6, 10, 0, 10]) / 13
+        assert set(sel.indices.tolist()) <= {2, 3, 5} and sel.size == 2
+        np.testing.assert_allclose(sel.probabilities, pi[sel.indices], rtol=1e-14)
+        q = sel.params
+        assert q["hat_total"] == 10.0 and q["known_total"] == 6.0 and q["hat_covered"] == 16.0
+        assert q["excluded"] == 1 and q["n_covered"] == 5 and q["cost"] == 3.0
+    # a queried row excluded: only the other one (row 4, loss 4) is known
+    sel = step(size=2, replace=False, exclude=np.array([1]))
+    q = sel.params
+    assert q["known_total"] == 4.0 and q["hat_total"] == 12.0 and q["hat_covered"] == 16.0
+    assert q["excluded"] == 1 and q["n_covered"] == 5
+    # too few rows left to skip the queried ones: they are drawn, nothing is known
+    sel = step(size=4, replace=False, exclude=np.array([0]))
+    assert 0 not in sel.indices and sel.params["known_total"] == 0.0
+    assert sel.params["hat_total"] == 16.0 and sel.params["hat_covered"] == 16.0
