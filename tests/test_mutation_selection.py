@@ -21,6 +21,16 @@ apart), by function:
   falsy); ``allow_pickle=True`` is killed by ``test_load_refuses_pickled_arrays``.
 - ``unique``: ``minlength`` dropped from ``np.bincount``: the inverse of ``np.unique`` takes
   every value in ``range(len(uniq))``, so the counts have that length anyway.
+- ``_stratified_estimate``: ``minlength`` dropped from its three ``np.bincount`` (the same
+  reason as ``unique``); ``counts[many].astype(None)`` (float64); ``float("NAN")``; the
+  ``np.clip(1.0 - nh / big_n[many], 0.0, 1.0)`` with either bound None or the upper one 2.0:
+  a stratified selection's weights are ``N_h / n_h >= 1``, so ``1 - n_h / N_h`` lies in
+  [0, 1) already; ``var += ...`` spelt ``var = ...`` for the strata with two draws or more
+  (var is 0.0 there: it is the first term); ``kind="STABLE"`` (numpy reads it as "stable";
+  ``kind=None`` and no kind are killed by ``test_stratified_estimate_pairs_ties_in_stratum_order``);
+  ``if t.size % 2`` spelt ``if t.size / 2``: for an even number of single-draw strata it
+  appends the last ``t`` to its own pair, and the group ``(a, b, b)`` gives
+  ``3/2 * (2/3) (b - a)^2 = (b - a)^2``, what the pair ``(a, b)`` gives (up to rounding).
 """
 
 from __future__ import annotations
@@ -507,3 +517,21 @@ def test_estimate_total_of_a_stratified_selection():
     # difference: residuals [0, 2, 0, 0, 3]: stratum 7 s2 = 2 -> 8; stratum 3 s2 = 3 -> 18
     diff = sel.estimate_total(y, method="difference")
     assert diff.value == pytest.approx(20.0 + 10.0) and diff.stderr == pytest.approx(math.sqrt(26))
+
+
+def test_stratified_estimate_two_singles_make_one_pair():
+    # stratum 1: N = 2, y = 1 (t = 2); stratum 2: N = 3, y = 2 (t = 6): 2 * (4 + 4) = 16
+    value, var = _stratified_estimate(np.array([1.0, 2.0]), np.array([2.0, 3.0]),
+                                      np.array([1, 2]))
+    assert value == 8.0 and var == pytest.approx(16.0)
+
+
+def test_stratified_estimate_pairs_ties_in_stratum_order():
+    # 24 strata with one draw, N = 1 (even strata) or 2 (odd ones): by size and, among equal
+    # sizes, in stratum order, the t = N y are 0, 1, ..., 23; the pairs (0, 1), (2, 3), ...
+    # each add 2 * (1/4 + 1/4) = 1. Any other pairing has a pair farther apart.
+    h = np.arange(24)
+    big_n = 1.0 + h % 2
+    t = np.where(h % 2 == 0, h // 2, 12 + (h - 1) // 2).astype(np.float64)
+    value, var = _stratified_estimate(t / big_n, big_n, h)
+    assert value == pytest.approx(276.0) and var == pytest.approx(12.0)

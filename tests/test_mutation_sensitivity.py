@@ -463,6 +463,8 @@ def test_draw_with_replacement_by_hand():
 def test_draw_sample_both_ways():
     p = np.array([0.5, 0.3, 0.1, 0.05, 0.05])
     idx, prob, w = draw_sample(p, 4, True, np.random.default_rng(0))
+    # the uniforms [.637, .270, .041, .017] against the cdf [.5, .8, .9, .95, 1]
+    assert idx.tolist() == [1, 0, 0, 0] and idx.dtype == np.int64
     np.testing.assert_array_equal(prob, p[idx])
     np.testing.assert_allclose(w, 1 / (4 * p[idx]))
     idx, prob, w = draw_sample(p, 3, False, np.random.default_rng(0))
@@ -728,3 +730,12 @@ def test_sample_step_without_replacement_and_an_excluded_row():
     sel = step(size=4, replace=False, exclude=np.array([0]))
     assert 0 not in sel.indices and sel.params["known_total"] == 0.0
     assert sel.params["hat_total"] == 16.0 and sel.params["hat_covered"] == 16.0
+
+
+def test_inclusion_probabilities_spare_mass_only_to_eligible_rows():
+    # 2 rows with p > 0 for size 3: they are certain, the third draw is spread uniformly over
+    # the zero rows that are eligible (rows 3 and 4; row 2 is excluded)
+    p = np.array([0.5, 0.5, 0.0, 0.0, 0.0])
+    eligible = np.array([True, True, False, True, True])
+    assert inclusion_probabilities(p, 3, eligible).tolist() == [1.0, 1.0, 0.0, 0.5, 0.5]
+    np.testing.assert_allclose(inclusion_probabilities(p, 3), [1, 1, 1 / 3, 1 / 3, 1 / 3])
