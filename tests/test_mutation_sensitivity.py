@@ -36,6 +36,14 @@ apart, or only a uniform that falls exactly on a float boundary), by kind:
   (before main's 8e9a2ac, ``_zero_mass_warning(5)`` for 4 survived: mutmut's trampolines add
   frames; the warning now names the first frame outside the package, and
   ``test_zero_mass_warning_points_at_the_caller_of_sample`` checks it).
+- ``_strata_block``: ``np.array(labels, dtype=np.int64)`` with the dtype None or dropped (a
+  row state's labels are int64, and ``np.array`` copies, so the excluded rows are not written
+  into the pool's labels either way); ``argsort(lab, kind="STABLE")`` (numpy reads it as
+  "stable"); ``np.bincount(lab, minlength=k + 1)`` with the minlength dropped, ``k - 1`` or
+  ``k + 2``: only the offsets ``first[h]`` of strata the block holds are read, and those do
+  not depend on the length. Under mutmut 3.8 these show as "timeout", not "survived": their
+  forked worker hangs in a futex wait (the same mutant passes the same tests in a plain
+  ``pytest`` run in ./mutants, ``MUTANT_UNDER_TEST`` set, in about 20 s).
 """
 
 from __future__ import annotations
@@ -739,3 +747,44 @@ def test_inclusion_probabilities_spare_mass_only_to_eligible_rows():
     eligible = np.array([True, True, False, True, True])
     assert inclusion_probabilities(p, 3, eligible).tolist() == [1.0, 1.0, 0.0, 0.5, 0.5]
     np.testing.assert_allclose(inclusion_probabilities(p, 3), [1, 1, 1 / 3, 1 / 3, 1 / 3])
+
+
+def test_sample_step_excluding_every_row_with_a_distance():
+    # rows 0, 2, 3, 5 out: Phi = 4 - 4 = 0 (not below 0); rows 1 and 4 left, masses [2, 4]
+    for block_rows in (1, 4, 6):
+        sel = step(six_rows(block_rows), size=50, lam="auto", exclude=np.array([0, 2, 3, 5]))
+        q = sel.params
+        assert q["cost"] == 0.0 and q["lam"] == 0.0 and q["hat_total"] == 6.0
+        assert q["lam_rule"] == "auto: Phi = 0, distances carry no mass"
+        assert set(sel.indices.tolist()) <= {1, 4}
+        p = np.array([0, 2, 0, 0, 4, 0]) / 6
+        np.testing.assert_allclose(sel.probabilities, p[sel.indices], rtol=1e-14)
+
+
+def test_sample_step_known_losses_with_unsorted_queries():
+    # the same pool with the centers queried in the order [4, 1] (labels swapped)
+    rows = memory_rows(1 - LABELS, V, 2, block_rows=4)
+    sel = sample_selection(rows, query_indices=np.array([4, 1]), query_losses=np.array([4.0, 2.0]),
+                           query_points=None, size=2, lam=1.0, replace=False,
+                           rng=np.random.default_rng(0), exclude=np.array([1]))
+    # row 1 (loss 2) excluded: row 4 (loss 4) is the one known
+    q = sel.params
+    assert q["known_total"] == 4.0 and q["hat_total"] == 12.0 and q["hat_covered"] == 16.0
+    assert set(sel.indices.tolist()) <= {0, 2, 3, 5}
+    sel = sample_selection(rows, query_indices=np.array([4, 1]), query_losses=np.array([4.0, 2.0]),
+                           query_points=None, size=2, lam=1.0, replace=False,
+                           rng=np.random.default_rng(0), exclude=np.array([4]))
+    assert sel.params["known_total"] == 2.0 and sel.params["hat_covered"] == 14.0
+
+
+def test_proportional_allocation_remainders_ties_in_stratum_order():
+    # sizes [3, 2] * 10, size 25: quotas [1.5, 1.0] * 10, floors 20; the 5 extra draws go
+    # to the first five strata with remainder .5 (0, 2, 4, 6, 8)
+    alloc = proportional_allocation(np.tile([3, 2], 10), 25)
+    assert alloc.tolist() == [2, 1] * 5 + [1, 1] * 5
+
+
+def test_proportional_allocation_below_one_per_stratum_gives_one_each():
+    # size below the number of non-empty strata (sample_selection refuses it before): one each
+    assert proportional_allocation(np.array([1, 1, 1]), 2).tolist() == [1, 1, 1]
+    assert proportional_allocation(np.array([4, 0, 4]), 1).tolist() == [1, 0, 1]
