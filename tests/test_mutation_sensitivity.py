@@ -44,6 +44,12 @@ apart, or only a uniform that falls exactly on a float boundary), by kind:
   not depend on the length. Under mutmut 3.8 these show as "timeout", not "survived": their
   forked worker hangs in a futex wait (the same mutant passes the same tests in a plain
   ``pytest`` run in ./mutants, ``MUTANT_UNDER_TEST`` set, in about 20 s).
+- ``proportional_allocation`` (also "timeout" under mutmut, for the same reason):
+  ``np.asarray(sizes, dtype=np.int64)`` with the dtype None or dropped (integer sizes are
+  int64 already, and ``alloc`` is cast to int64 whatever they are); ``nonempty = sizes >= 0``
+  (an empty stratum then gets ``max(1, 0) = 1``, which ``np.minimum(alloc, sizes)`` brings
+  back to 0); ``max(2, sizes.sum())`` for ``max(1, ...)``: they differ only when the strata
+  hold one row in all, and that row's allocation is capped at 1 either way.
 """
 
 from __future__ import annotations
