@@ -49,7 +49,11 @@ apart, or only a uniform that falls exactly on a float boundary), by kind:
   int64 already, and ``alloc`` is cast to int64 whatever they are); ``nonempty = sizes >= 0``
   (an empty stratum then gets ``max(1, 0) = 1``, which ``np.minimum(alloc, sizes)`` brings
   back to 0); ``max(2, sizes.sum())`` for ``max(1, ...)``: they differ only when the strata
-  hold one row in all, and that row's allocation is capped at 1 either way.
+  hold one row in all, and that row's allocation is capped at 1 either way;
+  ``np.where(nonempty, ..., 1)`` for ``0`` (the same cap brings an empty stratum back to 0);
+  ``while alloc.sum() >= size`` for ``>``: the extra trim adds 1 to the trimmed stratum's
+  remainder, which puts it first in the order of the remainders, and the draw goes back to
+  it (no input found that tells them apart; not proved).
 """
 
 from __future__ import annotations
