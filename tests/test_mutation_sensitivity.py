@@ -581,6 +581,8 @@ def test_resolve_lam_auto_when_phi_is_negligible():
     # quotas [.06, .06, .06, 2.82, 3.0]: floors [1, 1, 1, 2, 3] = 8; trim the smallest
     # remainder first (stratum 4, then stratum 3 whose .82 is now below 1.0)
     ([1, 1, 1, 47, 50], 6, [1, 1, 1, 1, 2]),
+    # the same strata the other way round: trim stratum 3 (remainder 0), then 4 (.82 < 1.0)
+    ([1, 1, 1, 50, 47], 6, [1, 1, 1, 2, 1]),
     # quotas [.08] * 5 + [3.2, 6.4]: floors 14; trims 5 (.2), 6 (.4), 5 (1.2), 6 (only one > 1)
     ([1, 1, 1, 1, 1, 40, 80], 10, [1, 1, 1, 1, 1, 1, 4]),
     ([0, 0], 0, [0, 0]),
