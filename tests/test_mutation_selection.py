@@ -535,3 +535,8 @@ def test_stratified_estimate_pairs_ties_in_stratum_order():
     t = np.where(h % 2 == 0, h // 2, 12 + (h - 1) // 2).astype(np.float64)
     value, var = _stratified_estimate(t / big_n, big_n, h)
     assert value == pytest.approx(276.0) and var == pytest.approx(12.0)
+    # the same with t = k^2 at position k: the pair (2i, 2i + 1) adds (4i + 1)^2
+    t2 = t**2
+    value, var = _stratified_estimate(t2 / big_n, big_n, h)
+    assert value == pytest.approx(float(np.sum(np.arange(24.0) ** 2)))
+    assert var == pytest.approx(float(np.sum((4.0 * np.arange(12) + 1) ** 2)))
