@@ -245,8 +245,10 @@ def read_plan(path, X=None) -> tuple[dict, FittedState, np.random.Generator | No
     else:
         query_points = None
     starts = arrays.get("block_starts")
-    block = int(np.max(np.diff(starts))) if starts is not None and starts.size > 1 else 1 << 18
-    rows = memory_rows(labels, dist, k, block_rows=max(1, block))
+    if starts is not None and (starts.size < 2 or starts[0] != 0 or starts[-1] != n
+                               or np.any(np.diff(starts) <= 0)):
+        raise ValueError(f"{path} is corrupted: its block boundaries do not cover n={n} rows.")
+    rows = memory_rows(labels, dist, k, starts=starts)
     cl_meta = meta.get("clustering") or {}
     fitted_centers = arrays.get("fitted_centers")
     clustering = Clustering(

@@ -446,7 +446,7 @@ def check_exclude(exclude: Any, n: int, *, name: str = "exclude") -> np.ndarray 
                         name=name)
     uniq = np.unique(arr)
     if uniq.shape[0] != arr.shape[0]:
-        dup = arr[np.flatnonzero(np.bincount(arr) > 1)[0] == arr][0]
+        dup = np.flatnonzero(np.bincount(arr) > 1)[0]
         raise ValueError(f"{name} must hold distinct rows; row {int(dup)} appears more than "
                          "once.")
     if uniq.shape[0] >= n:

@@ -111,14 +111,14 @@ def sensitivity_probabilities(l_hat: np.ndarray, v: np.ndarray, lam: float,
     >>> sensitivity_probabilities(np.array([1.0, 1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0, 1.0]), 1.0, mix=0.2)
     array([0.25, 0.45, 0.05, 0.25])
     """
-    l_hat = np.asarray(l_hat, dtype=np.float64)
-    n = l_hat.shape[0]
-    rows = np.arange(n)
-    total = float((l_hat + lam * np.asarray(v, dtype=np.float64)).sum())
+    mass = np.asarray(l_hat, dtype=np.float64) + lam * np.asarray(v, dtype=np.float64)
+    n = mass.shape[0]
+    total = float(mass.sum())
     if not _checked_total(total):
         _zero_mass_warning()
         return np.full(n, 1.0 / n)
-    return block_probabilities(rows, v, l_hat, lam, total, mix, n)
+    # block_probabilities with every row its own center (labels = arange) and v folded in
+    return block_probabilities(slice(None), 0.0, mass, 0.0, total, mix, n)
 
 
 def draw_with_replacement(p: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:

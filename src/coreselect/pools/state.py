@@ -148,11 +148,13 @@ class MemoryRows(RowState):
         return self._dist
 
 
-def memory_rows(labels: np.ndarray, dist: np.ndarray, k: int,
-                block_rows: int = 1 << 18) -> MemoryRows:
-    """A :class:`MemoryRows` over given labels and distances (their summaries computed)."""
+def memory_rows(labels: np.ndarray, dist: np.ndarray, k: int, block_rows: int = 1 << 18,
+                starts: np.ndarray | None = None) -> MemoryRows:
+    """A :class:`MemoryRows` over given labels and distances (their summaries computed), in
+    blocks of ``block_rows`` or at the given block boundaries ``starts``."""
     n = int(labels.shape[0])
-    starts = np.append(np.arange(0, max(n, 1), block_rows), n).astype(np.int64)
+    if starts is None:
+        starts = np.append(np.arange(0, max(n, 1), block_rows), n).astype(np.int64)
     if n == 0:
         starts = np.array([0, 0], dtype=np.int64)
     rows = MemoryRows(n, k, starts, np.asarray(labels, dtype=np.int64),
