@@ -198,7 +198,7 @@ def two_regimes(loss_kind, seed=0):
 
 def test_sampler_attaches_diagnostics_and_they_survive_save(tmp_path):
     X, loss = two_regimes("smooth")
-    sel = cs.sensitivity_sample(X, loss.__getitem__, 100, n_clusters=20, seed=0)
+    sel = cs.sensitivity_sample(X, loss.__getitem__, 100, n_clusters=20, seed=0, design="sensitivity")
     d = sel.diagnostics
     for key in ("Phi", "sum_l_hat", "lam", "lam_rule", "lam_holder", "eps", "error_bound",
                 "effective_sample_size", "max_weight_share", "warnings", "verdict"):
@@ -214,10 +214,10 @@ def test_diagnose_sample_tells_good_from_bad():
     good, bad = [], []
     for seed in range(8):
         X, loss = two_regimes("smooth", seed)
-        sel = cs.sensitivity_sample(X, loss.__getitem__, 200, n_clusters=20, seed=seed)
+        sel = cs.sensitivity_sample(X, loss.__getitem__, 200, n_clusters=20, seed=seed, design="sensitivity")
         good.append(diagnose_sample(sel, loss[sel.indices]))
         X, loss = two_regimes("noise", seed)
-        sel = cs.sensitivity_sample(X, loss.__getitem__, 200, n_clusters=20, seed=seed)
+        sel = cs.sensitivity_sample(X, loss.__getitem__, 200, n_clusters=20, seed=seed, design="sensitivity")
         bad.append(diagnose_sample(sel, loss))
     assert all(r["design_effect"] < 1 for r in good)
     assert all(r["verdict"].startswith("Better") for r in good)
@@ -228,7 +228,7 @@ def test_diagnose_sample_tells_good_from_bad():
 def test_diagnose_sample_design_effect_matches_the_true_one():
     # the design effect estimated from one sample vs the exact variance ratio
     X, loss = two_regimes("smooth", 3)
-    sampler = cs.SensitivitySampler(20, seed=3).fit(X)
+    sampler = cs.SensitivitySampler(20, seed=3, design="sensitivity").fit(X)
     q = loss[sampler.query_indices_]
     sel = sampler.sample(q, 2000, seed=4)
     lam = sel.params["lam"]
@@ -262,16 +262,16 @@ def test_mix_keeps_the_variance_within_one_over_alpha_of_uniform():
 def test_mix_in_the_sampler():
     X, loss = two_regimes("smooth")
     n = X.shape[0]
-    sel = cs.sensitivity_sample(X, loss.__getitem__, 300, n_clusters=20, seed=0, mix=0.25)
+    sel = cs.sensitivity_sample(X, loss.__getitem__, 300, n_clusters=20, seed=0, mix=0.25, design="sensitivity")
     assert sel.probabilities.min() >= 0.25 / n
     assert sel.params["mix"] == 0.25 and sel.diagnostics["mix"] == 0.25
-    uni = cs.sensitivity_sample(X, loss.__getitem__, 50, n_clusters=20, seed=0, mix=1.0)
+    uni = cs.sensitivity_sample(X, loss.__getitem__, 50, n_clusters=20, seed=0, mix=1.0, design="sensitivity")
     np.testing.assert_allclose(uni.probabilities, 1.0 / n)
     np.testing.assert_allclose(uni.weights, n / 50)
     with pytest.raises(ValueError, match=r"mix must be a real number in \[0, 1\]; got -0.1"):
-        cs.sensitivity_sample(X, loss.__getitem__, 50, n_clusters=20, mix=-0.1)
+        cs.sensitivity_sample(X, loss.__getitem__, 50, n_clusters=20, mix=-0.1, design="sensitivity")
     with pytest.raises(TypeError, match="mix must be a real number"):
-        cs.sensitivity_sample(X, loss.__getitem__, 50, n_clusters=20, mix="half")
+        cs.sensitivity_sample(X, loss.__getitem__, 50, n_clusters=20, mix="half", design="sensitivity")
 
 
 # ------------------------------------------------------------------ a-priori prediction
