@@ -104,3 +104,16 @@ def test_probs_errors_name_the_argument(name, pool):
             select(5, X=X, probs=probs[:299], seed=0)
     with pytest.raises(ValueError, match=rf"strategy '{name}' needs probs"):
         select(5, X=X, seed=0)
+
+
+@pytest.mark.xfail(strict=True, reason="sensitivity_sample places fewer centers than "
+                   "n_clusters on a pool with few distinct rows and still draws size - "
+                   "n_clusters rows: fewer than size new labels (sampler.py, the lead's)")
+def test_sensitivity_spends_size_on_a_pool_of_few_distinct_rows():
+    import warnings
+
+    X = np.repeat(np.arange(3.0)[:, None], 100, axis=0)  # 300 rows, 3 distinct vectors
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sel = get_strategy("sensitivity")(40, X=X, oracle=lambda i: np.ones(len(i)), seed=0)
+    assert np.unique(_new_labels(sel)).size == 40

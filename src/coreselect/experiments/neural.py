@@ -2,17 +2,26 @@
 
 For each budget k and repetition: train on k' = 0.2 k uniform points (warm start), embed the
 pool with that model's last hidden layer, select the other k - k' points with each method,
-train a fresh model on everything selected and measure its test accuracy.
+train a fresh model on everything selected and measure its test accuracy. With ``--rounds r``
+the k - k' labels are spent in r rounds of select -> label -> retrain -> re-embed: each method
+selects round i + 1 with its own model trained on everything labelled up to round i, and the
+test accuracy is reported after every round.
 
 Methods: ``uniform``; ``kcenter`` (k-center greedy of Sener & Savarese 2018, from the warm
 start); ``margin``, ``least_confidence``, ``entropy`` (the warm model's outputs on the whole
 pool); ``loss`` and ``grad`` (Algorithm 1: k'' = 0.2 k clusters of the embeddings, the loss or
 the squared last-layer gradient norm at the k'' snapped centers, then k - k' - k'' points drawn
-without replacement with p ~ l(A(e)) + lam ||e - A(e)||^2; the centers are labelled too).
+without replacement with p ~ l(A(e)) + lam ||e - A(e)||^2; the centers are labelled too);
+``badge`` (Ash et al. 2020) and ``cluster_margin`` (Citovsky et al. 2021: the 10 x size
+lowest-margin rows, round-robin over a k-means clustering of the embeddings, smallest cluster
+first), from the registry with the rows labelled so far as ``labelled``.
 
-Outputs (in ``--out``): ``neural_<dataset>.csv`` (one row per budget, repetition and method,
-with seeds and times), ``neural_<dataset>_summary.csv``, ``neural_<dataset>.md`` (the paper's
-table with our figures beside it), ``fig2_<dataset>.png`` (accuracy against budget, bands of one
+Outputs (in ``--out``): ``neural_<dataset>.csv`` (one row per budget, repetition, method and
+round, with seeds and times), ``neural_<dataset>_summary.csv`` and ``_summary.json``,
+``neural_<dataset>.md`` (the paper's table with our figures beside it; one line per round with
+several rounds), ``neural_<dataset>_rounds.jsonl`` (each completed round's new rows, what
+``--resume`` continues from), ``neural_<dataset>_labels/`` (one label cache per budget,
+repetition and method: every label the method paid for, asked once, kept across resumes), ``fig2_<dataset>.png`` (accuracy against budget, bands of one
 standard deviation) and ``fig3_<dataset>.png`` (selection time against budget, including the
 pass of the model over the pool that the method needs: embeddings or outputs).
 
@@ -26,7 +35,7 @@ Algorithm 1 needs only a constant-factor clustering, the accuracy was as good an
 5-7 times faster. Every row of the CSV records the settings it ran with.
 
 Reproducibility: repetition r of budget k uses ``numpy.random.SeedSequence(seed,
-spawn_key=(k, r))``; a rerun with the same ``--seed`` (and ``--threads``) gives the same
+spawn_key=(k, r))`` (round i > 1 selects with ``spawn_key=(k, r, i - 1)``); a rerun with the same ``--seed`` (and ``--threads``) gives the same
 numbers.
 
 Run as ``coreselect reproduce neural --dataset fashion-mnist --budgets 2000 --reps 20``.
