@@ -27,6 +27,31 @@ rows drawn without replacement besides the ``k`` centers); ``"leverage"`` draws 
 distinct rows (``replace=False``) unless ``replace=True`` is passed.
 
 Every strategy returns a :class:`coreselect.Selection` whose ``method`` is its name.
+
+Active learning in rounds (select -> label -> retrain) is a short loop over a strategy and
+:func:`coreselect.ask_oracle` with a :class:`coreselect.LossCache`, which asks each label
+once (``LossCache("labels.csv")`` keeps the answers on disk, so a stopped loop goes on
+without asking again):
+
+>>> import numpy as np
+>>> from sklearn.linear_model import LogisticRegression
+>>> from coreselect import LossCache, ask_oracle
+>>> rng = np.random.default_rng(0)
+>>> X = rng.normal(size=(500, 5))
+>>> y = (X[:, 0] + X[:, 1] > 0).astype(int)      # what the person who labels would say
+>>> cache = LossCache()
+>>> ask = lambda rows: ask_oracle(lambda i: y[i], rows, cache=cache).astype(int)
+>>> labelled = rng.choice(500, 20, replace=False)  # the warm start
+>>> ask(labelled).shape
+(20,)
+>>> select = get_strategy("cluster_margin")
+>>> for r in range(3):
+...     model = LogisticRegression().fit(X[labelled], ask(labelled))  # from the cache
+...     sel = select(20, X=X, probs=model.predict_proba(X), labelled=labelled, seed=r)
+...     _ = ask(sel.indices)                          # the round's 20 new labels
+...     labelled = np.concatenate([labelled, sel.indices])
+>>> len(cache), np.unique(labelled).size          # 80 labels, each asked once
+(80, 80)
 """
 
 from __future__ import annotations
