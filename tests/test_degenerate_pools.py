@@ -178,3 +178,31 @@ def test_tiny_embeddings_give_a_valid_selection_and_strict_json_diagnostics():
         sel = cs.sensitivity_sample(X, loss.__getitem__, 10, n_clusters=4, seed=0, design="sensitivity")
     assert sel.params["lam"] == 0.0
     json.dumps(sel.diagnostics, allow_nan=False)  # no inf or NaN in the report
+
+
+def test_a_pool_of_copies_is_not_called_trouble_free():
+    # 40% of the rows are copies of 10 rows whose losses differ between copies (the same
+    # input with other labels): the pre-labelling report must say so, not "no sign"
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(1000, 4))
+    X[600:] = X[rng.integers(0, 10, size=400)]
+    loss = rng.gamma(2.0, 1.0, size=1000)
+    for seed in range(3):
+        sel = cs.sensitivity_sample(X, loss.__getitem__, 100, n_clusters=30, seed=seed,
+                                    design="sensitivity")
+        d = sel.diagnostics
+        assert any("coincide with their center" in w for w in d["warnings"]), d["warnings"]
+        assert "no sign" not in d["estimation_verdict"]
+
+
+def test_a_giant_outlier_takes_few_draws_by_default():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(2000, 3))
+    X[7] *= 1e6
+    loss = rng.gamma(2.0, 1.0, size=2000)
+    for seed in range(3):
+        sel = cs.sensitivity_sample(X, loss.__getitem__, 200, n_clusters=20, seed=seed)
+        assert 7 in sel.query_indices  # a center of its own
+        assert np.mean(sel.indices == 7) < 0.05
+        est = sel.estimate_total(loss[sel.indices])
+        assert abs(est.value - loss.sum()) < 5 * est.stderr

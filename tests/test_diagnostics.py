@@ -174,7 +174,8 @@ def test_report_bound_uses_the_larger_of_lam_and_the_holder_estimate():
 def test_report_conflicts_make_the_verdict_negative():
     rep = report(query_points=np.array([[0.0], [0.0], [5.0]]), query_losses=[1.0, 2.0, 1.0],
                  cluster_sizes=[2, 1, 1])
-    assert rep["verdict"].startswith("Likely worse than uniform")
+    assert rep["verdict"].startswith("For estimating the total loss, likely worse than a uniform")
+    assert rep["estimation_verdict"] == rep["verdict"] and "training" in rep["verdict"]
 
 
 def test_report_without_query_points():
@@ -220,9 +221,9 @@ def test_diagnose_sample_tells_good_from_bad():
         sel = cs.sensitivity_sample(X, loss.__getitem__, 200, n_clusters=20, seed=seed, design="sensitivity")
         bad.append(diagnose_sample(sel, loss))
     assert all(r["design_effect"] < 1 for r in good)
-    assert all(r["verdict"].startswith("Better") for r in good)
+    assert all(r["verdict"].startswith("For estimating the total loss, better") for r in good)
     assert np.median([r["design_effect"] for r in bad]) > 1
-    assert sum(r["verdict"].startswith("Worse") for r in bad) >= 5
+    assert sum(r["verdict"].startswith("For estimating the total loss, worse") for r in bad) >= 5
 
 
 def test_diagnose_sample_design_effect_matches_the_true_one():
@@ -336,9 +337,9 @@ def test_report_on_many_queried_rows_uses_a_subset(monkeypatch):
 
 
 @pytest.mark.parametrize("y,verdict", [
-    ([1.0, 2.0, 1.0, 4.0], "Worse than uniform sampling"),
-    ([1.0, 1.0, 1.0, 1.8], "Better than uniform sampling of the same size, but not"),
-    ([2.0, 2.0, 1.0, 1.0], "Better than uniform sampling, also with the same oracle calls"),
+    ([1.0, 2.0, 1.0, 4.0], "For estimating the total loss, worse than a uniform sample"),
+    ([1.0, 1.0, 1.0, 1.8], "For estimating the total loss, better than a uniform sample of the same size, but not"),
+    ([2.0, 2.0, 1.0, 1.0], "For estimating the total loss, better than a uniform sample, also with"),
 ])
 def test_diagnose_sample_hand_cases(y, verdict):
     # s = 4 i.i.d. draws from n = 8 rows, 2 queried rows: 6 oracle calls in all

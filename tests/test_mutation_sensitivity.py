@@ -634,7 +634,8 @@ def test_strata_block_picks_by_stratum_and_rank():
 
 # ------------------------------------------------------------- design="stratified"
 STRAT_VERDICT = (
-    "Stratified by the clusters (proportional allocation, the queried centers known "
+    "For estimating the total loss: stratified by the clusters (proportional allocation, "
+    "the queried centers known "
     "exactly): unbiased, with a variance at most a uniform sample's of the same size up to "
     "the rounding of the allocation.")
 

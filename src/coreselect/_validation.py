@@ -362,7 +362,8 @@ def check_surrogate(surrogate: Any, n: int, *, name: str = "surrogate") -> np.nd
             try:
                 float(value)
             except (TypeError, ValueError):
-                raise TypeError(f"{name}: a non-numeric value {value!r} at row {row}.") from None
+                shown = value.item() if hasattr(value, "item") else value
+                raise TypeError(f"{name}: a non-numeric value {shown!r} at row {row}.") from None
         raise TypeError(f"{name} must hold numbers; got dtype {arr.dtype}.")
     arr = np.asarray(arr, dtype=np.float64)
     bad = np.flatnonzero(~np.isfinite(arr))

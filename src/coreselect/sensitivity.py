@@ -247,8 +247,8 @@ def _all_block(labels, v, start, arg):
     return p
 
 
-def _labels_block(labels, v, start, arg):
-    return np.asarray(labels, dtype=np.int64)
+def _zero_v_block(labels, v, start, arg):
+    return int(np.count_nonzero(np.asarray(v) == 0))
 
 
 def block_masses(rows, losses: np.ndarray, lam: float) -> np.ndarray:
@@ -521,7 +521,8 @@ def _moment_block(labels, v, start, arg):
     """``sum spread^2 / p`` over one block's rows (``p`` the sensitivity probabilities)."""
     spread, lam, total, mix, n, out = arg
     p = block_probabilities(slice(None), v, spread, lam, total, mix, n)
-    m = np.where(p > 0, spread * spread / np.where(p > 0, p, 1.0), np.inf * (spread > 0))
+    m = np.where(p > 0, spread * spread / np.where(p > 0, p, 1.0),
+                 np.where(spread > 0, np.inf, 0.0))
     if out.size:
         m[out] = 0.0
     return float(m.sum())
@@ -683,7 +684,7 @@ def _predicted_variances(rows, spread, *, size, lam, mix, exclude, query_indices
     keep[out_s] = False
     sp = np.where(keep, spread, 0.0)
     cost = float(rows.cost) - float(rows.take_rows(out_s)[1].sum()) if out_s.size else rows.cost
-    lam_value, _ = resolve_lam(lam, float(sp.sum()), max(cost, 0.0))
+    lam_value = 0.0 if lam == "auto" else resolve_lam(lam, float(sp.sum()), max(cost, 0.0))[0]
     total = float(sp.sum()) + lam_value * max(cost, 0.0)
     if total > 0:
         local = _local_out(rows, out_s)
@@ -785,7 +786,7 @@ def _stratified_draw(rows, *, mix, query_indices, losses, query_points, size, rn
     diagnostics["design"] = "stratified"
     diagnostics["warnings"] = []
     diagnostics["estimation_verdict"] = diagnostics["verdict"] = (
-        f"Stratified by the clusters ({allocation} allocation"
+        f"For estimating the total loss: stratified by the clusters ({allocation} allocation"
         + (", the queried rows counted as the first draw of their cluster" if members
            else ", the queried centers known exactly")
         + "): unbiased, with a variance at most a uniform sample's of the same size up to "
@@ -819,7 +820,10 @@ def _sensitivity_draw(rows, *, lam, replace, mix, lam_rule, query_indices, losse
         if row_mass is None:
             hat_total -= float(losses[out_lab].sum())
         cost = max(cost - float(out_v.sum()), 0.0)
-    if lam_rule is None:
+    if lam_rule is None and row_mass is not None and lam == "auto":
+        lam_value, lam_rule = 0.0, ("auto with a surrogate: 0, each row has its own "
+                                    "predicted spread (with a floor)")
+    elif lam_rule is None:
         lam_value, lam_rule = resolve_lam(lam, hat_total, cost)
     else:
         lam_value = float(lam)
@@ -908,11 +912,13 @@ def _sensitivity_draw(rows, *, lam, replace, mix, lam_rule, query_indices, losse
         cover[known_rows] = False
         g_sel = ghat[idx]
         _surrogate_params(out_params, fit, ghat, float(ghat[cover].sum()))
+    zeros = int(np.sum(rows.map_blocks(_zero_v_block, [None] * rows.n_blocks)))
+    zeros -= int(np.count_nonzero(rows.take_rows(query_indices)[1] == 0))
     diagnostics = selection_diagnostics(
         p_summary=p_summary, indices=idx, weights=weights, query_points=query_points,
         query_losses=losses, cluster_sizes=sizes, cost=cost, hat_total=hat_total,
         lam=lam_value, lam_rule=lam_rule, z=z, size=size, replace=replace, mix=mix,
-        holder_quantile=holder_quantile, theorem=theorem)
+        holder_quantile=holder_quantile, theorem=theorem, coincident_rows=max(zeros, 0))
     return (dict(indices=idx, weights=weights, probabilities=prob,
                  centers=query_indices[labs], replace=replace, surrogate=g_sel),
             out_params, diagnostics)

@@ -7,9 +7,9 @@ under its own class probabilities ``p`` the expected cross-entropy is the entrop
 :meth:`coreselect.SensitivitySampler.sample`), such an (n,) array serves twice:
 
 - **the proposal**: the k queried rows, whose true losses are known, calibrate it
-  (:func:`calibrate_surrogate`: ``l ~ a + b g`` and ``(l - a - b g)^2 ~ c0 + c1 (a + b g)``)
-  and each row gets its own predicted spread ``sqrt(c0 + c1 (a + b g))`` in place of its
-  center's loss, so that rows the model is unsure of are drawn more often;
+  (:func:`calibrate_surrogate`: ``l ~ a + b g``), and each row gets its own predicted
+  spread, about ``sqrt(a + b g)`` with a floor, in place of its center's loss, so that rows
+  the model is unsure of are drawn more often;
 - **a control variate**: the estimate is ``beta sum(g_hat) + sum w (l - beta g_hat)``, with
   ``beta`` tuned from the sample to minimise the estimated variance (as PPI++ tunes its
   power), so it is never much worse than ignoring the surrogate (``beta = 0``).
@@ -28,6 +28,8 @@ from ._validation import check_probabilities
 __all__ = [
     "expected_cross_entropy",
     "expected_zero_one",
+    "CALIBRATION_MIN_ROWS",
+    "SPREAD_FLOOR",
     "SurrogateFit",
     "calibrate_surrogate",
 ]
@@ -64,37 +66,50 @@ def expected_zero_one(probs) -> np.ndarray:
     return np.maximum(1.0 - p.max(axis=1), 0.0)
 
 
+# Fewer queried rows than this: the surrogate's scale is fitted, its shape trusted.
+CALIBRATION_MIN_ROWS = 30
+# The proposal's floor, as a share of the mean predicted loss: rows the model is sure of
+# keep a chance to be drawn (a confidently wrong row must not get a huge weight).
+SPREAD_FLOOR = 0.05
+
+
 @dataclass(frozen=True)
 class SurrogateFit:
     """A surrogate calibrated on the queried rows.
 
-    ``predict(g) = max(a + b g, 0)`` is the calibrated loss; ``spread(g) =
-    sqrt(c0 + c1 predict(g))`` the predicted root mean square of ``l - predict(g)``, the
-    proposal's per-row mass (the variance-optimal proposal for the control-variate estimator
-    when the model is right; for a 0-1 loss and a calibrated surrogate ``c0 = 0, c1 = 1``).
+    ``predict(g) = max(a + b g, 0)`` is the calibrated loss (the control variate);
+    ``spread(g) = sqrt(max(shape_a + shape_b g, 0) + c0)`` the proposal's per-row mass: the
+    predicted root mean square of the residual when its variance is proportional to the
+    loss (exact for a 0-1 loss, ``E[(l - g)^2] = g (1 - g) ~ g``), with the floor ``c0``.
+    The square root is what minimises the variance of the weighted estimate under that model;
+    a proposal in proportion to ``g`` itself (active testing's) gives large weights to rows
+    the model is sure of.
 
     Examples
     --------
     >>> import numpy as np
-    >>> fit = SurrogateFit(a=0.0, b=2.0, c0=0.0, c1=1.0, rows=10)
-    >>> fit.predict(np.array([0.5])).tolist(), fit.spread(np.array([0.5])).tolist()
-    ([1.0], [1.0])
+    >>> fit = SurrogateFit(a=0.0, b=2.0, shape_a=0.0, shape_b=1.0, c0=0.0, rows=10)
+    >>> fit.predict(np.array([0.5])).tolist(), fit.spread(np.array([0.25])).tolist()
+    ([1.0], [0.5])
     """
 
     a: float
     b: float
+    shape_a: float
+    shape_b: float
     c0: float
-    c1: float
     rows: int
 
     def predict(self, g: np.ndarray) -> np.ndarray:
         return np.maximum(self.a + self.b * np.asarray(g, dtype=np.float64), 0.0)
 
     def spread(self, g: np.ndarray) -> np.ndarray:
-        return np.sqrt(np.maximum(self.c0 + self.c1 * self.predict(g), 0.0))
+        base = np.maximum(self.shape_a + self.shape_b * np.asarray(g, dtype=np.float64), 0.0)
+        return np.sqrt(base + self.c0)
 
     def to_dict(self) -> dict:
-        return {"a": self.a, "b": self.b, "c0": self.c0, "c1": self.c1, "rows": self.rows}
+        return {"a": self.a, "b": self.b, "shape_a": self.shape_a, "shape_b": self.shape_b,
+                "c0": self.c0, "rows": self.rows}
 
 
 def _wls(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, float]:
@@ -104,7 +119,7 @@ def _wls(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, float]:
     vx = float(np.dot(w, (x - mx) ** 2))
     beta = float(np.dot(w, (x - mx) * (y - my)) / vx) if vx > 0 else 0.0
     alpha = my - beta * mx
-    if beta < 0 or vx <= 0:  # no increasing relation: the mean alone
+    if beta <= 0 or vx <= 0:  # no increasing relation: the mean alone
         return max(my, 0.0), 0.0
     if alpha < 0:  # through the origin
         sxx = float(np.dot(w, x * x))
@@ -113,18 +128,20 @@ def _wls(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, float]:
 
 
 def calibrate_surrogate(g, losses, weights=None) -> SurrogateFit:
-    """Fit ``l ~ a + b g`` and ``(l - a - b g)^2 ~ c0 + c1 (a + b g)`` on the queried rows.
+    """Calibrate a surrogate on the queried rows (their true losses are known).
 
-    Weighted least squares with non-negative coefficients (``weights``: e.g. the cluster
-    sizes, so that the queried rows stand for the pool). With fewer than 3 rows the
-    surrogate is only rescaled (``b = sum w l / sum w g``); a surrogate that does not rise
-    with the loss gets ``b = 0`` (every row the same predicted loss and spread: the
-    proposal is then uniform).
+    With at least ``CALIBRATION_MIN_ROWS`` rows: weighted least squares ``l ~ a + b g``
+    with ``a, b >= 0`` (``weights``: e.g. the cluster sizes, so that the queried rows stand
+    for the pool), and the proposal follows ``a + b g``; a surrogate that does not rise with
+    the loss gets ``b = 0`` and a uniform proposal. With fewer rows, too few to judge: only
+    the scale is fitted (``b = sum w l / sum w g``, ``a = 0``) and the proposal follows
+    ``g`` as given. The floor ``c0`` is ``SPREAD_FLOOR`` times the mean of the proposal's
+    base over the queried rows.
 
     Examples
     --------
     >>> import numpy as np
-    >>> g = np.array([0.1, 0.2, 0.4, 0.8])
+    >>> g = np.linspace(0.01, 0.8, 40)
     >>> fit = calibrate_surrogate(g, 2 * g)
     >>> round(fit.a, 12), round(fit.b, 12)
     (0.0, 2.0)
@@ -138,22 +155,16 @@ def calibrate_surrogate(g, losses, weights=None) -> SurrogateFit:
     g, y, w = g[keep], y[keep], w[keep]
     m = int(g.shape[0])
     if m == 0:
-        return SurrogateFit(0.0, 1.0, 0.0, 1.0, 0)
-    if m < 3:
+        return SurrogateFit(0.0, 1.0, 0.0, 1.0, 0.0, 0)
+    if m >= CALIBRATION_MIN_ROWS:
+        a, b = _wls(g, y, w)
+        shape_a, shape_b = (a, b) if b > 0 else (1.0, 0.0)
+    else:
         sg = float(np.dot(w, g))
         b = float(np.dot(w, y)) / sg if sg > 0 else 0.0
         a = 0.0 if sg > 0 else float(np.dot(w, y) / w.sum())
-    else:
-        a, b = _wls(g, y, w)
-    pred = np.maximum(a + b * g, 0.0)
-    r2 = (y - pred) ** 2
-    if m < 3:
-        mean_pred = float(np.dot(w, pred) / w.sum())
-        c0, c1 = 0.0, (float(np.dot(w, r2) / w.sum()) / mean_pred if mean_pred > 0 else 0.0)
-        if c1 == 0.0:
-            c0 = float(np.dot(w, r2) / w.sum())
-    else:
-        c0, c1 = _wls(pred, r2, w)
-    if c0 + c1 * float(pred.max(initial=0.0)) <= 0:  # every residual 0: spread by the level
-        c0, c1 = 0.0, 1.0
-    return SurrogateFit(float(a), float(b), float(c0), float(c1), m)
+        shape_a, shape_b = 0.0, 1.0
+    base = np.maximum(shape_a + shape_b * g, 0.0)
+    level = float(np.dot(w, base) / w.sum())
+    c0 = SPREAD_FLOOR * level if level > 0 else 1.0
+    return SurrogateFit(float(a), float(b), float(shape_a), float(shape_b), float(c0), m)

@@ -185,19 +185,7 @@ def _make(name: str) -> Callable[..., Selection]:
         if name in ("badge", "cluster_margin"):
             return fn(probs, X, size, seed=seed, exclude=labelled, **options)
         if name == "sensitivity":
-            # size new labels in all: the k queried centers and size - k distinct rows drawn,
-            # none of them labelled already
-            size = int(size)
-            options.setdefault("n_clusters", max(1, size // 5))
-            options.setdefault("replace", False)
-            draws = size - int(options["n_clusters"])
-            if draws < 1:
-                raise ValueError(
-                    f"strategy 'sensitivity' spends size={size} new labels on "
-                    f"n_clusters={options['n_clusters']} queried centers and the draws; "
-                    "size must exceed n_clusters."
-                )
-            return fn(X, oracle, draws, seed=seed, exclude=labelled, **options)
+            return _sensitivity(size, X, probs, oracle, labelled, seed, options)
         # leverage: size distinct new rows unless replace=True is asked for
         options.setdefault("replace", False)
         return fn(X, size, seed=seed, exclude=labelled, **options)
@@ -210,6 +198,45 @@ def _make(name: str) -> Callable[..., Selection]:
         "``coreselect.baselines.registry``; returns a Selection."
     )
     return select
+
+
+# options of the sample step (the rest configure the fit)
+_SAMPLE_OPTIONS = ("lam", "replace", "mix", "design", "surrogate")
+_ORACLE_OPTIONS = ("batch_size", "cache", "progress")
+
+
+def _sensitivity(size, X, probs, oracle, labelled, seed, options) -> Selection:
+    """size new labels in all: the k queried rows and size - k distinct rows drawn, none of
+    them labelled already; k is what the fit placed (fewer than n_clusters on a pool with
+    fewer distinct rows). With ``probs``, the model's expected cross-entropy is the
+    surrogate (unless ``surrogate=`` is given)."""
+    from .._validation import check_random_state, check_surrogate
+    from ..oracle import ask_oracle
+    from ..sampler import SensitivitySampler
+    from ..surrogates import expected_cross_entropy
+
+    size = int(size)
+    options = dict(options)
+    n_clusters = options.pop("n_clusters", max(1, size // 5))
+    options.setdefault("replace", False)
+    if size <= n_clusters:
+        raise ValueError(
+            f"strategy 'sensitivity' spends size={size} new labels on "
+            f"n_clusters={n_clusters} queried rows and the draws; size must exceed n_clusters.")
+    draw = {k: options.pop(k) for k in _SAMPLE_OPTIONS if k in options}
+    ask = {k: options.pop(k) for k in _ORACLE_OPTIONS if k in options}
+    if draw.get("surrogate") is None and probs is not None:
+        draw["surrogate"] = expected_cross_entropy(probs)
+    rng = check_random_state(seed)
+    sampler = SensitivitySampler(n_clusters, seed=rng, design=draw.get("design", "auto"),
+                                 progress=ask.get("progress", False), **options)
+    sampler.fit(X, exclude=labelled)
+    q = sampler.query_indices_
+    losses = ask_oracle(oracle, q, batch_size=ask.get("batch_size", 1024),
+                        cache=ask.get("cache"), progress=ask.get("progress", False),
+                        state=sampler)
+    surrogate = check_surrogate(draw.pop("surrogate", None), sampler.n_samples_)
+    return sampler.sample(losses, size - q.shape[0], surrogate=surrogate, **draw)
 
 
 def get_strategy(name: str) -> Callable[..., Selection]:
