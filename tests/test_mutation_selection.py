@@ -508,10 +508,23 @@ def test_stratified_estimate_a_stratum_drawn_whole_adds_nothing():
     assert value == 7.0 and math.isnan(var)
 
 
-def test_stratified_estimate_one_single_is_unknown():
+def test_stratified_estimate_one_single_is_paired_with_the_nearest_multi_draw_stratum():
+    # stratum 1: N = 4, y = [1, 2]: 16 * (1 - 2/4) * 0.5 / 2 = 2; the single stratum 2
+    # (N = 5, t = 15) paired with stratum 1 (t = 4 * 1.5 = 6): 2 * (4.5^2 + 4.5^2) = 81
     value, var = _stratified_estimate(np.array([1.0, 2.0, 3.0]), np.array([2.0, 2.0, 5.0]),
                                       np.array([1, 1, 2]))
-    assert value == 21.0 and math.isnan(var)
+    assert value == 21.0 and var == pytest.approx(83.0)
+    # the nearest in size: N = 6 (t = 12) rather than N = 20 (t = 40) for a single of N = 5
+    value, var = _stratified_estimate(np.array([1.0, 3.0, 2.0, 2.0, 3.0]),
+                                      np.array([3.0, 3.0, 10.0, 10.0, 5.0]),
+                                      np.array([1, 1, 2, 2, 3]))
+    own = 36 * (1 - 2 / 6) * 2 / 2 + 0.0  # stratum 1 (s2 = 2); stratum 2 has s2 = 0
+    assert var == pytest.approx(own + 2 * 2 * 1.5 ** 2)  # t = 15 paired with t = 12
+
+
+def test_stratified_estimate_one_single_alone_is_unknown():
+    value, var = _stratified_estimate(np.array([3.0]), np.array([5.0]), np.array([2]))
+    assert value == 15.0 and math.isnan(var)
 
 
 def test_estimate_total_of_a_stratified_selection():

@@ -406,7 +406,9 @@ def _stratified_estimate(y: np.ndarray, w: np.ndarray, strata: np.ndarray) -> tu
     s_h^2 / n_h``; a stratum drawn whole adds nothing. Strata with one draw have no
     ``s_h^2``: they are collapsed in pairs (by
     stratum size), each group contributing ``L / (L - 1) sum (t_h - mean t)^2`` over its L
-    strata with ``t_h = N_h y_h`` (conservative).
+    strata with ``t_h = N_h y_h`` (conservative); a lone one is paired so with the stratum
+    of the nearest size that has two draws or more (its ``t_j = N_j mean_j``), and the
+    variance is unknown (nan) only when there is none.
     """
     value = float(np.dot(w, y))
     uniq, inv, counts = np.unique(strata, return_inverse=True, return_counts=True)
@@ -424,7 +426,13 @@ def _stratified_estimate(y: np.ndarray, w: np.ndarray, strata: np.ndarray) -> tu
         var += float(np.sum(big_n[many] ** 2 * fpc * s2 / nh))
     single = np.flatnonzero(~many & ~census)
     if single.size == 1:
-        return value, float("nan")
+        # a lone single: collapsed with the stratum of the nearest size that has two draws
+        multi = np.flatnonzero(many)
+        if not multi.size:
+            return value, float("nan")
+        h, j = single[0], multi[np.argmin(np.abs(big_n[multi] - big_n[single[0]]))]
+        t = np.array([big_n[h] * sums[h], big_n[j] * sums[j] / counts[j]])
+        return value, var + 2.0 * float(np.sum((t - t.mean()) ** 2))
     if single.size >= 2:
         order = single[np.argsort(big_n[single], kind="stable")]
         t = big_n[order] * sums[order]  # N_h y_h

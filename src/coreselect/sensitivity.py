@@ -739,11 +739,21 @@ def _stratified_draw(rows, *, mix, query_indices, losses, query_points, size, rn
             f"design='stratified' draws at least one row in each of the {nonempty} "
             f"non-empty clusters; got size={size}. Raise size or lower n_clusters."
         )
+    if members:
+        # two draws in every cluster that has two rows, when the budget allows: every
+        # stratum then has its own variance estimate (no collapsing)
+        two = np.minimum(strata_sizes, 2)
+        if total_draws >= int(two.sum()):
+            minimum = two
     if spread is not None:
         s_h = _stratum_spreads(rows, spread, user_out if members else out,
                                strata_sizes)
         alloc = neyman_allocation(strata_sizes, s_h, total_draws, minimum)
         allocation = "neyman (surrogate spreads)"
+    elif members:
+        alloc = neyman_allocation(strata_sizes, np.ones(strata_sizes.shape[0]), total_draws,
+                                  minimum)
+        allocation = "proportional"
     else:
         alloc = proportional_allocation(strata_sizes, total_draws)
         allocation = "proportional"
