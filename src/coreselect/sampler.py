@@ -26,6 +26,7 @@ from .backends import get_backend
 from .clustering import Clustering, FittedState, fit_pool
 from .oracle import LossCache, ask_oracle
 from .pools import as_pool
+from .seeding import INITS
 from .selection import Selection
 from .sensitivity import DESIGNS, sample_selection
 
@@ -67,6 +68,10 @@ class SensitivitySampler:
         Rows far from every center after the pass (``v(e)`` at least 5% of ``Phi`` and more
         than ``Phi / k``) become centers of their own, within ``n_clusters``; see
         :func:`coreselect.clustering.isolate_far_rows`. False: the clustering as fitted.
+    init : {"scalable", "greedy"}, default="scalable"
+        How the centers are fitted (see :func:`coreselect.clustering.kz_clustering`):
+        "scalable" (k-means|| seeding, a few passes over the fitting rows at any k) or
+        "greedy" (the earlier fit, whose cost grows as k^2).
 
     Attributes
     ----------
@@ -98,8 +103,10 @@ class SensitivitySampler:
     def __init__(self, n_clusters: int, *, z: float = 2.0, seed=None,
                  fit_sample_size: int | str = "auto", max_iter: int = 20,
                  chunk_size: int | None = None, backend: str | None = None,
-                 progress: bool = False, memory_limit=None, far_rows: bool = True):
+                 progress: bool = False, memory_limit=None, far_rows: bool = True,
+                 init: str = "scalable"):
         self.n_clusters = n_clusters
+        self.init = init
         self.far_rows = far_rows
         self.z = z
         self.seed = seed
@@ -134,6 +141,7 @@ class SensitivitySampler:
         if self.memory_limit is not None and self.memory_limit != "auto":
             check_memory_limit(self.memory_limit)
         get_backend(self.backend)
+        check_choice(self.init, "init", INITS)
 
     def _fit_pool(self, pool, rng: np.random.Generator,
                   exclude: np.ndarray | None = None) -> SensitivitySampler:
@@ -142,7 +150,8 @@ class SensitivitySampler:
             pool, int(self.n_clusters), z=float(self.z), rng=rng,
             fit_sample_size=self.fit_sample_size, max_iter=int(self.max_iter),
             chunk_size=self.chunk_size, backend=self.backend, memory_limit=self.memory_limit,
-            progress=self.progress, far_rows=bool(self.far_rows), exclude=exclude)
+            progress=self.progress, far_rows=bool(self.far_rows), exclude=exclude,
+            init=self.init)
         self.rng_ = rng
         return self
 
@@ -276,7 +285,7 @@ class SensitivitySampler:
 
 # Constructor parameters saved with a plan and passed back when loading.
 _PARAMS = ("n_clusters", "z", "seed", "fit_sample_size", "max_iter", "chunk_size", "backend",
-           "memory_limit", "far_rows")
+           "memory_limit", "far_rows", "init")
 
 
 def sensitivity_sample(X, oracle: Callable, size: int, *, n_clusters: int, z: float = 2.0,
@@ -328,7 +337,7 @@ def sensitivity_sample(X, oracle: Callable, size: int, *, n_clusters: int, z: fl
         How the ``size`` rows are drawn; see :meth:`SensitivitySampler.sample`.
     **fit_params
         Passed to :class:`SensitivitySampler` (``fit_sample_size``, ``max_iter``,
-        ``chunk_size``, ``backend``, ``memory_limit``, ``far_rows``).
+        ``chunk_size``, ``backend``, ``memory_limit``, ``far_rows``, ``init``).
 
     Returns
     -------
