@@ -99,3 +99,12 @@ def test_scalable_fit_for_other_powers(z):
     ours = kz_clustering(X, 20, z=z, seed=0).cost
     greedy = kz_clustering(X, 20, z=z, seed=0, init="greedy").cost
     assert ours <= 1.1 * greedy
+
+
+def test_a_saved_sampler_keeps_its_init(tmp_path):
+    X, _ = make_blobs(n=500, d=3, k=5, seed=0)
+    sampler = cs.SensitivitySampler(5, seed=1, init="greedy").fit(X)
+    path = sampler.save(tmp_path / "plan")
+    loaded = cs.SensitivitySampler.load(path, X)
+    assert loaded.init == "greedy"
+    np.testing.assert_array_equal(loaded.query_indices_, sampler.query_indices_)
