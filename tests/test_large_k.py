@@ -108,3 +108,21 @@ def test_a_saved_sampler_keeps_its_init(tmp_path):
     loaded = cs.SensitivitySampler.load(path, X)
     assert loaded.init == "greedy"
     np.testing.assert_array_equal(loaded.query_indices_, sampler.query_indices_)
+
+
+def test_the_command_line_plan_takes_init(tmp_path, capsys):
+    import json
+
+    from coreselect import cli
+
+    X, _ = make_blobs(n=400, d=3, k=6, seed=2, dtype=np.float32)
+    np.save(tmp_path / "emb.npy", X)
+    rc = cli.main(["plan", str(tmp_path / "emb.npy"), "-k", "6", "--seed", "3", "--init",
+                   "greedy", "--out", str(tmp_path / "run"), "--json"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    ref = cs.SensitivitySampler(6, seed=3, init="greedy").fit(X)
+    assert json.loads(out)["queries"] == len(ref.query_indices_)
+    saved = cs.SensitivitySampler.load(tmp_path / "run" / "plan.npz")
+    assert saved.init == "greedy"
+    np.testing.assert_array_equal(saved.query_indices_, ref.query_indices_)
