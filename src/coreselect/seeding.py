@@ -12,9 +12,9 @@ Two fits (``init``):
 - ``"scalable"`` (the default): k-means|| seeding (:func:`parallel_seeding`: a few
   oversampling rounds, each one GEMM pass over the seed rows, then a weighted greedy
   reclustering of the ~2k candidates on their nearest-neighbour graph) on
-  ``max(10000, 10 k)`` rows, improvement steps there worth about two passes over the fitting
-  rows, then one step on all the fitting rows and the snap there. Its cost is a few passes
-  over the fitting rows at any k.
+  ``max(10000, 10 k)`` rows, improvement steps there worth about half a pass over the
+  fitting rows, then one step on all the fitting rows and the snap to each cluster's member
+  nearest to its new center. Its cost is a few passes over the fitting rows at any k.
 - ``"greedy"``: greedy D^z seeding (:func:`dz_seeding`, k sequential steps over
   ``max(4000, 8 k)`` rows) and up to ``max_iter`` steps on all the fitting rows: the fit of
   the earlier releases, whose cost grows as k^2.
@@ -43,8 +43,10 @@ __all__ = ["dz_seeding", "parallel_seeding", "fit_centers", "default_fit_size", 
 # The fits ``init`` chooses between (see the module docs); the first is the default.
 INITS = ("scalable", "greedy")
 # init="scalable": improvement steps on the seed rows worth about this many passes over the
-# fitting rows (then one assignment of all of them, a step, and the snap).
-_SEED_PASSES = 1
+# fitting rows, at least 2 and at least as many as make _SEED_ROWS rows (then one assignment
+# of all the fitting rows, a step, and the snap).
+_SEED_PASSES = 0.5
+_SEED_ROWS = 100_000
 
 # Relative rounding error of a float32 GEMM distance (||a||^2 + ||b||^2 units) below which a
 # distance is recomputed exactly (64 float32 epsilons).
@@ -425,10 +427,11 @@ def fit_centers(xs: np.ndarray, k: int, *, z: float, rng: np.random.Generator, b
 
     ``init="greedy"``: :func:`dz_seeding` on ``max(4000, 8 k)`` rows, then up to
     ``max_iter`` steps on all of ``xs``. ``init="scalable"``: :func:`parallel_seeding` on
-    ``m1 = max(10000, 10 k)`` rows, up to ``min(max_iter, m / m1)`` steps on them (about one
-    pass over ``xs``), then one assignment of all of ``xs``, one step on them and the snap to
-    each cluster's member nearest to its new center (when ``m1 < m``; otherwise up to
-    ``max_iter`` steps on ``xs``): at most about 3 passes over ``xs`` and the seeding's.
+    ``m1 = max(10000, 10 k)`` rows, up to ``max(2, m / (2 m1), 100000 / m1)`` steps on them
+    (at most ``max_iter``; about half a pass over ``xs`` at large k), then one assignment of
+    all of ``xs``, one step on them and the snap to each cluster's member nearest to its new
+    center (when ``m1 < m``; otherwise up to ``max_iter`` steps on ``xs``): about 2 passes
+    over ``xs`` and the seeding's at large k.
 
     Returns the sorted positions in ``xs`` of the snapped centers, distinct vectors (fewer
     than k when ``xs`` has fewer distinct vectors, or when two centers snapped to copies of
@@ -449,7 +452,8 @@ def fit_centers(xs: np.ndarray, k: int, *, z: float, rng: np.random.Generator, b
         x1 = xs if m1 >= m else xs[sub]
         first = parallel_seeding(x1, k, z=z, seed=rng, backend=backend, chunk_size=chunk_size)
         centers = x1[first].copy()
-        steps1 = max_iter if m1 >= m else min(max_iter, max(1, (_SEED_PASSES * m) // m1))
+        steps1 = max_iter if m1 >= m else min(
+            max_iter, max(2, int(_SEED_PASSES * m // m1), _SEED_ROWS // m1))
         bar = Progress(steps1 + (0 if m1 >= m else 1), "fitting", enabled=progress,
                        unit="steps")
         best, fit, n_iter = _improve(x1, centers, steps1, z=z, backend=backend, tol=tol,
