@@ -246,7 +246,7 @@ def _snap(centers: np.ndarray, xs: np.ndarray, labels: np.ndarray,
 def parallel_seeding(X: np.ndarray, n_clusters: int, *, z: float = 2.0, seed=None,
                      backend=None, rounds: int = 5, oversampling: float = 2.0,
                      n_candidates: int | None = None, n_neighbors: int = 32,
-                     chunk_size: int | None = None) -> np.ndarray:
+                     chunk_size: int | None = None, progress: bool = False) -> np.ndarray:
     """k-means|| seeding (Bahmani et al., "Scalable k-means++"), for any z: the chosen rows.
 
     Fewer than ``n_clusters`` rows are returned only when ``X`` has fewer distinct rows.
@@ -304,11 +304,13 @@ def parallel_seeding(X: np.ndarray, n_clusters: int, *, z: float = 2.0, seed=Non
         count += new.size
     cand = np.concatenate(found)
     if cand.shape[0] < k or not np.isfinite(mind).all():
-        return dz_seeding(X, k, z=z, seed=rng, n_candidates=n_candidates)
+        return dz_seeding(X, k, z=z, seed=rng, n_candidates=n_candidates, progress=progress)
     weights = np.bincount(near, minlength=count).astype(np.float64)
     L = int(n_candidates) if n_candidates else 2 + int(np.log(max(k, 2)))
+    bar = Progress(k, "seeding", enabled=progress, unit="centers")
     picked = _graph_greedy(X[cand], weights, k, z=z, rng=rng, n_trials=L,
-                           n_neighbors=int(n_neighbors))
+                           n_neighbors=int(n_neighbors), bar=bar)
+    bar.close()
     return cand[picked]
 
 
@@ -351,7 +353,8 @@ def _knn_graph(xc: np.ndarray, n_neighbors: int, z: float):
 
 
 def _graph_greedy(xc: np.ndarray, weights: np.ndarray, k: int, *, z: float,
-                  rng: np.random.Generator, n_trials: int, n_neighbors: int) -> np.ndarray:
+                  rng: np.random.Generator, n_trials: int, n_neighbors: int,
+                  bar: Progress) -> np.ndarray:
     """Greedy weighted D^z seeding of the rows ``xc`` (weights ``weights``) on their
     nearest-neighbour graph: k positions (fewer only when the weighted cost reaches 0)."""
     c = xc.shape[0]
@@ -364,8 +367,8 @@ def _graph_greedy(xc: np.ndarray, weights: np.ndarray, k: int, *, z: float,
     mind[first] = 0.0
     chosen = np.empty(k, dtype=np.int64)
     chosen[0] = first
-    t = 1
-    for t in range(1, k):  # noqa: B007 (t is used after the loop)
+    bar.update(1)
+    for t in range(1, k):
         cdf = np.cumsum(w * mind)
         if not cdf[-1] > 0:
             return chosen[:t]
@@ -384,6 +387,7 @@ def _graph_greedy(xc: np.ndarray, weights: np.ndarray, k: int, *, z: float,
         s, e = ptr[best], ptr[best + 1]
         mind[cols[s:e]] = np.minimum(mind[cols[s:e]], dd[s:e])
         mind[best] = 0.0
+        bar.update(1)
     return chosen
 
 
@@ -450,7 +454,8 @@ def fit_centers(xs: np.ndarray, k: int, *, z: float, rng: np.random.Generator, b
         m1 = _scalable_seed_size(m, k)
         sub = np.arange(m) if m1 >= m else np.sort(rng.choice(m, size=m1, replace=False))
         x1 = xs if m1 >= m else xs[sub]
-        first = parallel_seeding(x1, k, z=z, seed=rng, backend=backend, chunk_size=chunk_size)
+        first = parallel_seeding(x1, k, z=z, seed=rng, backend=backend, chunk_size=chunk_size,
+                                 progress=progress)
         centers = x1[first].copy()
         steps1 = max_iter if m1 >= m else min(
             max_iter, max(2, int(_SEED_PASSES * m // m1), _SEED_ROWS // m1))
