@@ -125,3 +125,14 @@ def test_the_command_line_plan_takes_init(tmp_path, capsys):
     saved = cs.SensitivitySampler.load(tmp_path / "run" / "plan.npz")
     assert saved.init == "greedy"
     np.testing.assert_array_equal(saved.query_indices_, ref.query_indices_)
+
+
+def test_copies_drawn_together_are_one_candidate():
+    # 40% of the rows are copies of 10 rows: no repeated center, k distinct ones
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(3000, 6))
+    X = np.vstack([base, np.repeat(base[:10], 200, axis=0)])
+    rows = parallel_seeding(X, 300, seed=2)
+    assert np.unique(X[rows], axis=0).shape[0] == rows.shape[0] == 300
+    cl = kz_clustering(np.vstack([X] * 3), 300, seed=2)
+    assert np.unique(np.vstack([X] * 3)[cl.center_indices], axis=0).shape[0] == 300

@@ -242,7 +242,6 @@ def _snap(centers: np.ndarray, xs: np.ndarray, labels: np.ndarray,
     return out
 
 
-
 def parallel_seeding(X: np.ndarray, n_clusters: int, *, z: float = 2.0, seed=None,
                      backend=None, rounds: int = 5, oversampling: float = 2.0,
                      n_candidates: int | None = None, n_neighbors: int = 32,
@@ -258,8 +257,9 @@ def parallel_seeding(X: np.ndarray, n_clusters: int, *, z: float = 2.0, seed=Non
     weighted by the rows nearest to it, are then reclustered to k by greedy weighted D^z
     seeding (``n_candidates`` trials a step, ``2 + log k`` by default) on their
     ``n_neighbors``-nearest-neighbour graph: a chosen center lowers the distance of its
-    neighbours only, so a step costs no pass over the candidates. When the rounds find fewer
-    than k candidates (few distinct rows), :func:`dz_seeding` on all rows is used instead.
+    neighbours only, so a step costs no pass over the candidates. Copies of one vector are one
+    candidate. When the rounds find fewer than k distinct candidates (few distinct rows),
+    :func:`dz_seeding` on all rows is used instead.
 
     Examples
     --------
@@ -303,9 +303,17 @@ def parallel_seeding(X: np.ndarray, n_clusters: int, *, z: float = 2.0, seed=Non
         found.append(new)
         count += new.size
     cand = np.concatenate(found)
+    weights = np.bincount(near, minlength=count).astype(np.float64)
+    # copies of one vector drawn in one round: one candidate, with their weights summed
+    _, keep, inverse = np.unique(X[cand], axis=0, return_index=True, return_inverse=True)
+    if keep.shape[0] < cand.shape[0]:
+        order = np.argsort(keep)  # the groups in the order of their first candidate
+        group = np.empty_like(order)
+        group[order] = np.arange(order.shape[0])
+        weights = np.bincount(group[inverse.ravel()], weights=weights, minlength=order.shape[0])
+        cand = cand[keep[order]]
     if cand.shape[0] < k or not np.isfinite(mind).all():
         return dz_seeding(X, k, z=z, seed=rng, n_candidates=n_candidates, progress=progress)
-    weights = np.bincount(near, minlength=count).astype(np.float64)
     L = int(n_candidates) if n_candidates else 2 + int(np.log(max(k, 2)))
     bar = Progress(k, "seeding", enabled=progress, unit="centers")
     picked = _graph_greedy(X[cand], weights, k, z=z, rng=rng, n_trials=L,
