@@ -43,10 +43,8 @@ __all__ = ["dz_seeding", "parallel_seeding", "fit_centers", "default_fit_size", 
 # The fits ``init`` chooses between (see the module docs); the first is the default.
 INITS = ("scalable", "greedy")
 # init="scalable": improvement steps on the seed rows worth about this many passes over the
-# fitting rows, at least 2 and at least as many as make _SEED_ROWS rows (then one assignment
-# of all the fitting rows, a step, and the snap).
+# fitting rows, at least 2 (then one assignment of all the fitting rows, a step, and the snap).
 _SEED_PASSES = 0.5
-_SEED_ROWS = 100_000
 
 # Relative rounding error of a float32 GEMM distance (||a||^2 + ||b||^2 units) below which a
 # distance is recomputed exactly (64 float32 epsilons).
@@ -439,8 +437,8 @@ def fit_centers(xs: np.ndarray, k: int, *, z: float, rng: np.random.Generator, b
 
     ``init="greedy"``: :func:`dz_seeding` on ``max(4000, 8 k)`` rows, then up to
     ``max_iter`` steps on all of ``xs``. ``init="scalable"``: :func:`parallel_seeding` on
-    ``m1 = max(10000, 10 k)`` rows, up to ``max(2, m / (2 m1), 100000 / m1)`` steps on them
-    (at most ``max_iter``; about half a pass over ``xs`` at large k), then one assignment of
+    ``m1 = max(10000, 10 k)`` rows, up to ``max(2, m / (2 m1))`` steps on them (at most
+    ``max_iter``; about half a pass over ``xs``), then one assignment of
     all of ``xs``, one step on them and the snap to each cluster's member nearest to its new
     center (when ``m1 < m``; otherwise up to ``max_iter`` steps on ``xs``): about 2 passes
     over ``xs`` and the seeding's at large k.
@@ -465,8 +463,7 @@ def fit_centers(xs: np.ndarray, k: int, *, z: float, rng: np.random.Generator, b
         first = parallel_seeding(x1, k, z=z, seed=rng, backend=backend, chunk_size=chunk_size,
                                  progress=progress)
         centers = x1[first].copy()
-        steps1 = max_iter if m1 >= m else min(
-            max_iter, max(2, int(_SEED_PASSES * m // m1), _SEED_ROWS // m1))
+        steps1 = max_iter if m1 >= m else min(max_iter, max(2, int(_SEED_PASSES * m // m1)))
         bar = Progress(steps1 + (0 if m1 >= m else 1), "fitting", enabled=progress,
                        unit="steps")
         best, fit, n_iter = _improve(x1, centers, steps1, z=z, backend=backend, tol=tol,
@@ -478,8 +475,11 @@ def fit_centers(xs: np.ndarray, k: int, *, z: float, rng: np.random.Generator, b
                                            chunk_size=chunk_size)
             bar.update(1)
             best, _ = _update_centers(xs, labels, dist, best.shape[0], z, best)
-            diff = xs - best[labels]
-            fit = (labels, np.einsum("ij,ij->i", diff, diff))
+            near = np.empty(m, dtype=np.float64)
+            for a in range(0, m, 65_536):  # by blocks: no second copy of xs
+                diff = xs[a:a + 65_536] - best[labels[a:a + 65_536]]
+                near[a:a + 65_536] = np.einsum("ij,ij->i", diff, diff)
+            fit = (labels, near)
             n_iter += 1
     bar.close()
     snapped = _snap(best, xs, *fit)
