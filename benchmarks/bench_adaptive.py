@@ -142,8 +142,8 @@ def run(X, loss, name, *, k, s, rounds, reps, out):
                     continue
                 est["auto+diff"][rep, i] = sel.estimate_total(loss, method="difference").value
                 d = sel.diagnostics
-                verdict_worse[i] += d["verdict"].startswith("Likely worse")
-                verdict_calls[i] += d["verdict"].startswith("Likely no better")
+                verdict_worse[i] += d["verdict"].startswith("For estimating the total loss, likely worse")
+                verdict_calls[i] += d["verdict"].startswith("For estimating the total loss, likely no better")
                 lam_auto[rep, i] = d["lam"]
                 lam_hold[rep, i] = d["lam_holder"] or 0.0
                 ess[rep, i] = d["effective_sample_size"]

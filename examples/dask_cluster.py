@@ -95,20 +95,17 @@ def main(argv=None) -> int:
     same_centers = np.array_equal(np.sort(sel.query_indices), np.sort(ref.query_indices))
     common = np.intersect1d(sel.query_indices, ref.query_indices).size
     print(f"centers in common with the in-memory run: {common} of {ref.n_queries}")
-    # The probabilities of the drawn rows must be the in-memory ones: recompute them from
-    # the in-memory run's clustering (same seed, same centers).
-    sampler = cs.SensitivitySampler(args.clusters, seed=args.seed).fit(X)
-    l_hat = loss[sampler.query_indices_][sampler.labels_]
-    lam = ref.params["lam"]
-    p = (l_hat + lam * sampler.distances_) / (l_hat + lam * sampler.distances_).sum()
-    max_rel = float(np.max(np.abs(sel.probabilities / p[sel.indices] - 1)))
-    print(f"same centers as in memory: {same_centers}; largest relative difference of the "
-          f"drawn rows' probabilities: {max_rel:.2e}")
+    # The draw must be the in-memory one: same rows, same probabilities (same seed).
+    same_rows = np.array_equal(sel.indices, ref.indices)
+    max_rel = float(np.max(np.abs(sel.probabilities / ref.probabilities - 1)))
+    print(f"design: {sel.params['design']} ({sel.params['design_rule']})")
+    print(f"same centers as in memory: {same_centers}; same rows drawn: {same_rows}; largest "
+          f"relative difference of the drawn rows' probabilities: {max_rel:.2e}")
     e_mem, e_dask = ref.estimate_total(loss), sel.estimate_total(loss)
     print(f"in memory : {e_mem}  ({t_mem:.2f} s)")
     print(f"dask      : {e_dask}  ({t_dask:.2f} s, cluster start not counted)")
     print(f"truth     : {truth:.6g}")
-    return 0 if same_centers and max_rel < 1e-6 else 1
+    return 0 if same_centers and same_rows and max_rel < 1e-6 else 1
 
 
 if __name__ == "__main__":

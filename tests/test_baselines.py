@@ -139,8 +139,8 @@ def test_registry_errors(pool):
         get_strategy("badge")(3, probs=probs)
     with pytest.raises(ValueError, match=r"strategy 'sensitivity' needs oracle"):
         get_strategy("sensitivity")(3, X=X)
-    with pytest.raises(ValueError, match="does not take labelled"):
-        get_strategy("leverage")(3, X=X, labelled=[1])
+    with pytest.raises(ValueError, match=r"labelled must lie in \[0, 120\); got 120"):
+        get_strategy("leverage")(3, X=X, labelled=[120])
     with pytest.raises(ValueError, match="needs the pool size"):
         get_strategy("uniform")(3)
 
@@ -155,13 +155,19 @@ def test_leverage_through_the_registry():
     sel = get_strategy("leverage")(20, X=A, seed=0)
     assert isinstance(sel, Selection) and sel.n == 200 and sel.method == "leverage"
     assert sel.size == 20 and np.all((sel.indices >= 0) & (sel.indices < 200))
-    # the registry calls leverage_sample itself: same seed, same draw, and p ~ the scores
-    direct = leverage_sample(A, 20, seed=0)
+    # the registry calls leverage_sample itself, without replacement (size new labels):
+    # same seed, same draw, and inclusion probabilities pi = min(1, c h)
+    assert np.unique(sel.indices).size == 20 and not sel.replace
+    direct = leverage_sample(A, 20, seed=0, replace=False)
     np.testing.assert_array_equal(sel.indices, direct.indices)
     h = leverage_scores(A)
-    np.testing.assert_allclose(sel.probabilities, h[sel.indices] / h.sum())
+    np.testing.assert_allclose(sel.probabilities, np.minimum(1.0, 20 * h[sel.indices] / h.sum()))
     alias = get_strategy("leverage_sample")(20, X=A, seed=0)
     np.testing.assert_array_equal(alias.indices, direct.indices)
+    # i.i.d. draws when asked for
+    iid = get_strategy("leverage")(20, X=A, seed=0, replace=True)
+    np.testing.assert_array_equal(iid.indices, leverage_sample(A, 20, seed=0).indices)
+    np.testing.assert_allclose(iid.probabilities, h[iid.indices] / h.sum())
 
 
 # --------------------------------------------------------------------------- public names

@@ -130,7 +130,8 @@ def test_sample_without_replacement_lam_and_parquet_output(tmp_path, capsys):
     pytest.importorskip("pyarrow")
     X, loss = _data()
     emb = _write_embeddings(tmp_path, ".npy", X)
-    assert main(capsys, "plan", emb, "-k", K, "--seed", 2, "--out", tmp_path / "r", "-q")[0] == 0
+    assert main(capsys, "plan", emb, "-k", K, "--seed", 2, "--design", "sensitivity",
+                "--out", tmp_path / "r", "-q")[0] == 0
     _fill(tmp_path / "r" / "queries.csv", tmp_path / "a.csv", loss)
     rc, out, err = main(capsys, "sample", tmp_path / "r" / "plan.npz", "--losses",
                         tmp_path / "a.csv", "--size", 40, "--lam", "0.5",
@@ -138,7 +139,7 @@ def test_sample_without_replacement_lam_and_parquet_output(tmp_path, capsys):
     assert rc == 0, err
     got = read_selection(tmp_path / "s.parquet")
     ref = cs.sensitivity_sample(np.load(emb), loss.__getitem__, 40, n_clusters=K, seed=2,
-                                lam=0.5, replace=False)
+                                lam=0.5, replace=False, design="sensitivity")
     _same(got, ref)
     assert not got.replace and len(np.unique(got.indices)) == 40
     assert json.loads(out)["lam"] == 0.5
@@ -147,7 +148,7 @@ def test_sample_without_replacement_lam_and_parquet_output(tmp_path, capsys):
     assert rc == 0, err
     mixed = read_selection(tmp_path / "m.csv")
     _same(mixed, cs.sensitivity_sample(np.load(emb), loss.__getitem__, 40, n_clusters=K,
-                                       seed=2, mix=0.3))
+                                       seed=2, mix=0.3, design="sensitivity"))
     assert mixed.probabilities.min() >= 0.3 / len(X)
     rc, _, err = main(capsys, "sample", tmp_path / "r", "--losses", tmp_path / "a.csv",
                       "--size", 40, "--mix", "1.5", "--out", tmp_path / "m2.csv")

@@ -87,7 +87,8 @@ def test_sample_select_estimate_print_the_verdict_and_every_warning(tmp_path):
     X, loss, emb = _pool(tmp_path)
     run, answers = _plan_and_answers(tmp_path, loss, emb, zero_first=True)
     # lam 0 and a center whose loss is 0: its rows can never be drawn, which is warned about
-    args = ["sample", run, "--losses", answers, "-s", S, "--lam", "0", "-q"]
+    args = ["sample", run, "--losses", answers, "-s", S, "--lam", "0", "--design",
+            "sensitivity", "-q"]
     rc, out, err = run_cli(*args, "--out", tmp_path / "s.csv")
     assert rc == 0, err
     sel = read_selection(tmp_path / "s.csv")
@@ -409,8 +410,8 @@ def test_design_flag_gives_the_python_apis_selection(tmp_path):
     np.testing.assert_allclose(got.weights, want.weights, rtol=1e-12)
     assert got.method == want.method
     assert json.loads(out)["verdict"] == want.diagnostics["verdict"]
-    assert not np.array_equal(got.indices, cs.SensitivitySampler(K, seed=1).fit(X).sample(
-        loss[sampler.query_indices_], S, seed=3).indices)  # the flag did change the draw
+    assert not np.array_equal(got.indices, sampler.sample(
+        loss[sampler.query_indices_], S, design="sensitivity", seed=3).indices)  # the flag did change the draw
     rc, _, err = run_cli("sample", run, "--losses", answers, "-s", S, "--design", "nope",
                          "--out", tmp_path / "x.csv")
     assert rc == 2 and "--design" in err

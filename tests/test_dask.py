@@ -32,8 +32,8 @@ def _check_same_fit(got, ref):
 
 
 def test_threaded_dask_matches_numpy():
-    ref = cs.SensitivitySampler(8, seed=3).fit(X)
-    got = cs.SensitivitySampler(8, seed=3).fit(da.from_array(X, chunks=(700, 3)))
+    ref = cs.SensitivitySampler(8, seed=3, design="sensitivity").fit(X)
+    got = cs.SensitivitySampler(8, seed=3, design="sensitivity").fit(da.from_array(X, chunks=(700, 3)))
     _check_same_fit(got, ref)
     losses = LOSS[ref.query_indices_]
     p = _numpy_p(ref, losses)
@@ -57,8 +57,8 @@ def test_threaded_dask_matches_numpy():
 
 def test_sensitivity_sample_accepts_dask_and_is_reproducible():
     Xd = da.from_array(X.astype(np.float32), chunks=(1000, 6))
-    a = cs.sensitivity_sample(Xd, LOSS.__getitem__, 100, n_clusters=6, seed=7)
-    b = cs.sensitivity_sample(Xd, LOSS.__getitem__, 100, n_clusters=6, seed=7)
+    a = cs.sensitivity_sample(Xd, LOSS.__getitem__, 100, n_clusters=6, seed=7, design="sensitivity")
+    b = cs.sensitivity_sample(Xd, LOSS.__getitem__, 100, n_clusters=6, seed=7, design="sensitivity")
     np.testing.assert_array_equal(a.indices, b.indices)
     est = a.estimate_total(LOSS[a.indices])
     assert abs(est.value - LOSS.sum()) < 5 * est.stderr
@@ -66,15 +66,15 @@ def test_sensitivity_sample_accepts_dask_and_is_reproducible():
 
 def test_dask_input_errors():
     with pytest.raises(ValueError, match="2-D"):
-        cs.SensitivitySampler(2).fit(da.zeros((10,), chunks=5))
+        cs.SensitivitySampler(2, design="sensitivity").fit(da.zeros((10,), chunks=5))
     bad = da.from_array(X, chunks=(1000, 6))
     bad = bad[bad[:, 0] > 0]  # unknown chunk sizes
     with pytest.raises(ValueError, match="unknown chunk sizes"):
-        cs.SensitivitySampler(2).fit(bad)
+        cs.SensitivitySampler(2, design="sensitivity").fit(bad)
     nan = X.copy()
     nan[3100, 1] = np.inf
     with pytest.raises(ValueError, match="X contains inf at row 3100, column 1"):
-        cs.SensitivitySampler(3, seed=0, fit_sample_size=10).fit(da.from_array(nan, chunks=1000))
+        cs.SensitivitySampler(3, seed=0, fit_sample_size=10, design="sensitivity").fit(da.from_array(nan, chunks=1000))
 
 
 def test_local_cluster_probabilities_and_block_counts(tmp_path):
@@ -87,14 +87,14 @@ def test_local_cluster_probabilities_and_block_counts(tmp_path):
     for i, (a, b) in enumerate([(0, 1500), (1500, 2600), (2600, 4000)]):
         paths.append(tmp_path / f"s{i}.npy")
         np.save(paths[-1], X32[a:b])
-    ref = cs.SensitivitySampler(8, seed=5).fit(X32)
+    ref = cs.SensitivitySampler(8, seed=5, design="sensitivity").fit(X32)
     losses = LOSS[ref.query_indices_]
     p = _numpy_p(ref, losses)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster, \
             distributed.Client(cluster):
         Xd = from_npy_shards(paths, chunk_rows=600)
-        got = cs.SensitivitySampler(8, seed=5).fit(Xd)
+        got = cs.SensitivitySampler(8, seed=5, design="sensitivity").fit(Xd)
         _check_same_fit(got, ref)
         state = got.state_.rows
         lam = ref.sample(losses, 1).params["lam"]

@@ -15,7 +15,7 @@ import coreselect as cs
 def _fit(X, k, seed=0):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        sampler = cs.SensitivitySampler(k, seed=seed).fit(X)
+        sampler = cs.SensitivitySampler(k, seed=seed, design="sensitivity").fit(X)
     return sampler, [str(w.message) for w in caught]
 
 
@@ -64,9 +64,9 @@ def test_every_pool_kind_agrees_on_a_constant_pool(tmp_path):
     loss = np.full(300, 0.5)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ref = cs.sensitivity_sample(X, loss.__getitem__, 20, n_clusters=10, seed=2)
+        ref = cs.sensitivity_sample(X, loss.__getitem__, 20, n_clusters=10, seed=2, design="sensitivity")
         got = cs.sensitivity_sample(str(tmp_path / "x.npy"), loss.__getitem__, 20,
-                                    n_clusters=10, seed=2)
+                                    n_clusters=10, seed=2, design="sensitivity")
     assert ref.n_queries == got.n_queries == 1
     np.testing.assert_array_equal(ref.indices, got.indices)
 
@@ -81,8 +81,8 @@ def _with_outlier(seed=0):
 def test_a_giant_outlier_becomes_a_center_within_k(seed):
     X = _with_outlier(seed)
     loss = np.abs(X[:, 0]) / (1 + np.abs(X[:, 0]))
-    plain = cs.SensitivitySampler(20, seed=seed, far_rows=False).fit(X)
-    sampler = cs.SensitivitySampler(20, seed=seed).fit(X)
+    plain = cs.SensitivitySampler(20, seed=seed, far_rows=False, design="sensitivity").fit(X)
+    sampler = cs.SensitivitySampler(20, seed=seed, design="sensitivity").fit(X)
     assert 1234 in sampler.query_indices_
     assert sampler.query_indices_.shape[0] <= 20
     assert sampler.distances_[1234] == 0.0
@@ -102,7 +102,7 @@ def test_far_rows_are_isolated_the_same_way_on_every_pool(tmp_path):
     X = _with_outlier(1).astype(np.float32)
     np.save(tmp_path / "x.npy", X)
     loss = np.abs(X[:, 1]).astype(np.float64)
-    ref = cs.sensitivity_sample(X, loss.__getitem__, 200, n_clusters=12, seed=3)
+    ref = cs.sensitivity_sample(X, loss.__getitem__, 200, n_clusters=12, seed=3, design="sensitivity")
     pools = [str(tmp_path / "x.npy"), np.load(tmp_path / "x.npy", mmap_mode="r")]
     try:
         import dask.array as da
@@ -112,7 +112,7 @@ def test_far_rows_are_isolated_the_same_way_on_every_pool(tmp_path):
         pass
     assert 1234 in ref.query_indices
     for pool in pools:
-        got = cs.sensitivity_sample(pool, loss.__getitem__, 200, n_clusters=12, seed=3)
+        got = cs.sensitivity_sample(pool, loss.__getitem__, 200, n_clusters=12, seed=3, design="sensitivity")
         np.testing.assert_array_equal(got.query_indices, ref.query_indices)
         np.testing.assert_array_equal(got.indices, ref.indices)
         np.testing.assert_allclose(got.probabilities, ref.probabilities, rtol=1e-12)
@@ -120,11 +120,11 @@ def test_far_rows_are_isolated_the_same_way_on_every_pool(tmp_path):
     from coreselect.pools import plan_chunks
 
     limit = plan_chunks("1TB", n=3000, d=6, k=12, fit_rows=3000).fixed_bytes + 60_000
-    tiny = cs.SensitivitySampler(12, seed=3, memory_limit=limit).fit(str(tmp_path / "x.npy"))
+    tiny = cs.SensitivitySampler(12, seed=3, memory_limit=limit, design="sensitivity").fit(str(tmp_path / "x.npy"))
     assert type(tiny.state_.rows).__name__ == "SpilledRows"
     np.testing.assert_array_equal(tiny.query_indices_, ref.query_indices)
     np.testing.assert_array_equal(np.asarray(tiny.labels_), cs.SensitivitySampler(
-        12, seed=3).fit(X).labels_)
+        12, seed=3, design="sensitivity").fit(X).labels_)
 
 
 @pytest.mark.parametrize("e", [-520, -200, -160, 34, 200])
@@ -133,8 +133,8 @@ def test_a_power_of_two_scale_does_not_change_the_centers(e):
     X = np.random.default_rng(0).normal(size=(30, 3))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        a = cs.SensitivitySampler(4, seed=0).fit(X)
-        b = cs.SensitivitySampler(4, seed=0).fit(np.ldexp(X, e))
+        a = cs.SensitivitySampler(4, seed=0, design="sensitivity").fit(X)
+        b = cs.SensitivitySampler(4, seed=0, design="sensitivity").fit(np.ldexp(X, e))
     np.testing.assert_array_equal(a.query_indices_, b.query_indices_)
 
 
@@ -143,9 +143,9 @@ def test_overflowing_distances_are_a_clear_error_and_tiny_ones_are_fine():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with pytest.raises(ValueError, match="X holds values so large .* overflow float64"):
-            cs.sensitivity_sample(np.ldexp(X, 510), np.ones(30).__getitem__, 10, n_clusters=4)
+            cs.sensitivity_sample(np.ldexp(X, 510), np.ones(30).__getitem__, 10, n_clusters=4, design="sensitivity")
         sel = cs.sensitivity_sample(np.ldexp(X, -520), np.ones(30).__getitem__, 10,
-                                    n_clusters=4, seed=0)
+                                    n_clusters=4, seed=0, design="sensitivity")
     assert sel.params["lam"] == 0.0 and "negligible" in sel.params["lam_rule"]
     assert np.all(np.isfinite(sel.weights)) and np.all(sel.weights > 0)
 
@@ -153,16 +153,16 @@ def test_overflowing_distances_are_a_clear_error_and_tiny_ones_are_fine():
 def test_a_python_bool_is_not_an_int():
     X = np.random.default_rng(0).normal(size=(12, 2))
     with pytest.raises(TypeError, match="size must be an int >= 1; got bool True"):
-        cs.sensitivity_sample(X, np.ones(12).__getitem__, True, n_clusters=2)
+        cs.sensitivity_sample(X, np.ones(12).__getitem__, True, n_clusters=2, design="sensitivity")
     with pytest.raises(TypeError, match="n_clusters must be an int"):
-        cs.SensitivitySampler(True).fit(X)
+        cs.SensitivitySampler(True, design="sensitivity").fit(X)
 
 
 def test_warnings_point_at_the_callers_line():
     with pytest.warns(UserWarning, match="distinct centers") as rec:
-        cs.SensitivitySampler(5, seed=0).fit(np.ones((40, 2)))
+        cs.SensitivitySampler(5, seed=0, design="sensitivity").fit(np.ones((40, 2)))
     assert rec[0].filename == __file__
-    sampler = cs.SensitivitySampler(1, seed=0).fit(np.ones((6, 2)))
+    sampler = cs.SensitivitySampler(1, seed=0, design="sensitivity").fit(np.ones((6, 2)))
     with pytest.warns(RuntimeWarning, match="falling back") as rec:
         sampler.sample([0.0], 3, seed=0)
     assert rec[0].filename == __file__
@@ -175,6 +175,34 @@ def test_tiny_embeddings_give_a_valid_selection_and_strict_json_diagnostics():
     loss = np.random.default_rng(1).random(30) + 0.5
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        sel = cs.sensitivity_sample(X, loss.__getitem__, 10, n_clusters=4, seed=0)
+        sel = cs.sensitivity_sample(X, loss.__getitem__, 10, n_clusters=4, seed=0, design="sensitivity")
     assert sel.params["lam"] == 0.0
     json.dumps(sel.diagnostics, allow_nan=False)  # no inf or NaN in the report
+
+
+def test_a_pool_of_copies_is_not_called_trouble_free():
+    # 40% of the rows are copies of 10 rows whose losses differ between copies (the same
+    # input with other labels): the pre-labelling report must say so, not "no sign"
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(1000, 4))
+    X[600:] = X[rng.integers(0, 10, size=400)]
+    loss = rng.gamma(2.0, 1.0, size=1000)
+    for seed in range(3):
+        sel = cs.sensitivity_sample(X, loss.__getitem__, 100, n_clusters=30, seed=seed,
+                                    design="sensitivity")
+        d = sel.diagnostics
+        assert any("coincide with their center" in w for w in d["warnings"]), d["warnings"]
+        assert "no sign" not in d["estimation_verdict"]
+
+
+def test_a_giant_outlier_takes_few_draws_by_default():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(2000, 3))
+    X[7] *= 1e6
+    loss = rng.gamma(2.0, 1.0, size=2000)
+    for seed in range(3):
+        sel = cs.sensitivity_sample(X, loss.__getitem__, 200, n_clusters=20, seed=seed)
+        assert 7 in sel.query_indices  # a center of its own
+        assert np.mean(sel.indices == 7) < 0.05
+        est = sel.estimate_total(loss[sel.indices])
+        assert abs(est.value - loss.sum()) < 5 * est.stderr

@@ -174,7 +174,8 @@ def test_report_bound_uses_the_larger_of_lam_and_the_holder_estimate():
 def test_report_conflicts_make_the_verdict_negative():
     rep = report(query_points=np.array([[0.0], [0.0], [5.0]]), query_losses=[1.0, 2.0, 1.0],
                  cluster_sizes=[2, 1, 1])
-    assert rep["verdict"].startswith("Likely worse than uniform")
+    assert rep["verdict"].startswith("For estimating the total loss, likely worse than a uniform")
+    assert rep["estimation_verdict"] == rep["verdict"] and "training" in rep["verdict"]
 
 
 def test_report_without_query_points():
@@ -198,7 +199,7 @@ def two_regimes(loss_kind, seed=0):
 
 def test_sampler_attaches_diagnostics_and_they_survive_save(tmp_path):
     X, loss = two_regimes("smooth")
-    sel = cs.sensitivity_sample(X, loss.__getitem__, 100, n_clusters=20, seed=0)
+    sel = cs.sensitivity_sample(X, loss.__getitem__, 100, n_clusters=20, seed=0, design="sensitivity")
     d = sel.diagnostics
     for key in ("Phi", "sum_l_hat", "lam", "lam_rule", "lam_holder", "eps", "error_bound",
                 "effective_sample_size", "max_weight_share", "warnings", "verdict"):
@@ -217,21 +218,21 @@ def test_diagnose_sample_tells_good_from_bad():
     good, bad = [], []
     for seed in range(24):
         X, loss = two_regimes("smooth", seed)
-        sel = cs.sensitivity_sample(X, loss.__getitem__, 200, n_clusters=20, seed=seed)
+        sel = cs.sensitivity_sample(X, loss.__getitem__, 200, n_clusters=20, seed=seed, design="sensitivity")
         good.append(diagnose_sample(sel, loss[sel.indices]))
         X, loss = two_regimes("noise", seed)
-        sel = cs.sensitivity_sample(X, loss.__getitem__, 200, n_clusters=20, seed=seed)
+        sel = cs.sensitivity_sample(X, loss.__getitem__, 200, n_clusters=20, seed=seed, design="sensitivity")
         bad.append(diagnose_sample(sel, loss))
     assert all(r["design_effect"] < 1 for r in good)
-    assert all(r["verdict"].startswith("Better") for r in good)
+    assert all(r["verdict"].startswith("For estimating the total loss, better") for r in good)
     assert np.median([r["design_effect"] for r in bad]) > 1
-    assert sum(r["verdict"].startswith("Worse") for r in bad) >= 12
+    assert sum(r["verdict"].startswith("For estimating the total loss, worse") for r in bad) >= 12
 
 
 def test_diagnose_sample_design_effect_matches_the_true_one():
     # the design effect estimated from one sample vs the exact variance ratio
     X, loss = two_regimes("smooth", 3)
-    sampler = cs.SensitivitySampler(20, seed=3).fit(X)
+    sampler = cs.SensitivitySampler(20, seed=3, design="sensitivity").fit(X)
     q = loss[sampler.query_indices_]
     sel = sampler.sample(q, 2000, seed=4)
     lam = sel.params["lam"]
@@ -265,16 +266,16 @@ def test_mix_keeps_the_variance_within_one_over_alpha_of_uniform():
 def test_mix_in_the_sampler():
     X, loss = two_regimes("smooth")
     n = X.shape[0]
-    sel = cs.sensitivity_sample(X, loss.__getitem__, 300, n_clusters=20, seed=0, mix=0.25)
+    sel = cs.sensitivity_sample(X, loss.__getitem__, 300, n_clusters=20, seed=0, mix=0.25, design="sensitivity")
     assert sel.probabilities.min() >= 0.25 / n
     assert sel.params["mix"] == 0.25 and sel.diagnostics["mix"] == 0.25
-    uni = cs.sensitivity_sample(X, loss.__getitem__, 50, n_clusters=20, seed=0, mix=1.0)
+    uni = cs.sensitivity_sample(X, loss.__getitem__, 50, n_clusters=20, seed=0, mix=1.0, design="sensitivity")
     np.testing.assert_allclose(uni.probabilities, 1.0 / n)
     np.testing.assert_allclose(uni.weights, n / 50)
     with pytest.raises(ValueError, match=r"mix must be a real number in \[0, 1\]; got -0.1"):
-        cs.sensitivity_sample(X, loss.__getitem__, 50, n_clusters=20, mix=-0.1)
+        cs.sensitivity_sample(X, loss.__getitem__, 50, n_clusters=20, mix=-0.1, design="sensitivity")
     with pytest.raises(TypeError, match="mix must be a real number"):
-        cs.sensitivity_sample(X, loss.__getitem__, 50, n_clusters=20, mix="half")
+        cs.sensitivity_sample(X, loss.__getitem__, 50, n_clusters=20, mix="half", design="sensitivity")
 
 
 # ------------------------------------------------------------------ a-priori prediction
@@ -339,9 +340,9 @@ def test_report_on_many_queried_rows_uses_a_subset(monkeypatch):
 
 
 @pytest.mark.parametrize("y,verdict", [
-    ([1.0, 2.0, 1.0, 4.0], "Worse than uniform sampling"),
-    ([1.0, 1.0, 1.0, 1.8], "Better than uniform sampling of the same size, but not"),
-    ([2.0, 2.0, 1.0, 1.0], "Better than uniform sampling, also with the same oracle calls"),
+    ([1.0, 2.0, 1.0, 4.0], "For estimating the total loss, worse than a uniform sample"),
+    ([1.0, 1.0, 1.0, 1.8], "For estimating the total loss, better than a uniform sample of the same size, but not"),
+    ([2.0, 2.0, 1.0, 1.0], "For estimating the total loss, better than a uniform sample, also with"),
 ])
 def test_diagnose_sample_hand_cases(y, verdict):
     # s = 4 i.i.d. draws from n = 8 rows, 2 queried rows: 6 oracle calls in all

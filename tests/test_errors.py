@@ -106,8 +106,12 @@ def test_sample_before_fit_and_bad_query_losses():
 
 def test_estimate_errors():
     sel = run()
-    with pytest.raises(ValueError, match=r"losses: 3 values for 10 indices"):
+    with pytest.raises(ValueError, match=r"losses: 3 values; expected 15 \(one per selected "
+                       r"row\), 10 \(the rows after the 5 queried ones"):
         sel.estimate_total([1.0, 2.0, 3.0])
+    plain = run(design="sensitivity")
+    with pytest.raises(ValueError, match=r"losses: 3 values for 10 indices"):
+        plain.estimate_total([1.0, 2.0, 3.0])
     with pytest.raises(ValueError, match="method must be"):
         sel.estimate_total(LOSS[sel.indices], method="magic")
     uni = cs.Selection(indices=[0, 1], weights=[1, 1], probabilities=[0.5, 0.5], n=2)

@@ -40,10 +40,11 @@ def test_the_default_is_scalable_and_greedy_is_reachable_everywhere():
     greedy = kz_clustering(X, 30, seed=4, init="greedy")
     np.testing.assert_array_equal(default.center_indices, scalable.center_indices)
     # the same parameter through the sampler and sensitivity_sample's **fit_params
-    sampler = cs.SensitivitySampler(30, seed=4, init="greedy").fit(X)
+    sampler = cs.SensitivitySampler(30, seed=4, init="greedy", design="sensitivity").fit(X)
     np.testing.assert_array_equal(sampler.query_indices_, greedy.center_indices)
     loss = np.ones(X.shape[0])
-    sel = cs.sensitivity_sample(X, loss.__getitem__, 50, n_clusters=30, seed=4, init="greedy")
+    sel = cs.sensitivity_sample(X, loss.__getitem__, 50, n_clusters=30, seed=4, init="greedy",
+                                design="sensitivity")
     np.testing.assert_array_equal(sel.query_indices, greedy.center_indices)
     with pytest.raises(ValueError, match=r"init must be one of \['scalable', 'greedy'\]"):
         kz_clustering(X, 30, init="kmeans")

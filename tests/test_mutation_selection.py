@@ -267,7 +267,7 @@ def test_confidence_close_to_the_ends_is_accepted():
 
 def test_unknown_method():
     sel = Selection(indices=[0], weights=[1.0], probabilities=[1.0], n=1)
-    with pytest.raises(ValueError, match=r"^method must be 'weighted' or 'difference'; got 'w'\.$"):
+    with pytest.raises(ValueError, match=r"^method must be one of \['auto', 'weighted', 'difference', 'control'\]; got 'w'\.$"):
         sel.estimate_total([1.0], method="w")
 
 
@@ -351,7 +351,7 @@ def test_to_dict():
         "indices": [1, 8, 3], "weights": [2.0, 1.5, 4.0], "probabilities": [0.1] * 3,
         "centers": [7, 3, 3], "query_indices": [7, 3], "query_losses": [2.0, 5.0],
         "cluster_sizes": [6, 4], "n": 10, "replace": True, "method": "sensitivity",
-        "params": {}, "diagnostics": {},
+        "params": {}, "diagnostics": {}, "surrogate": [],
     }
     json.dumps(d)
 
@@ -469,11 +469,11 @@ def test_stratified_estimate_every_row_of_a_stratum_has_no_variance():
 
 
 def test_stratified_estimate_single_draws_collapsed_in_pairs_by_size():
-    # four strata with one draw each, N = [4, 1, 3, 2] (stratum order 10, 20, 30, 40);
+    # four strata with one draw each, N = [5, 2, 4, 3] (stratum order 10, 20, 30, 40);
     # t = N y = [14, 1, 10, 3]; sorted by N: t = [1, 3, 10, 14]; pairs (1, 3) and (10, 14):
     # 2 * (1 + 1) + 2 * (4 + 4) = 20. Pairs in stratum order would give 169 + 49.
-    w = np.array([4.0, 1.0, 3.0, 2.0])
-    y = np.array([3.5, 1.0, 10 / 3, 1.5])
+    w = np.array([5.0, 2.0, 4.0, 3.0])
+    y = np.array([14 / 5, 0.5, 2.5, 1.0])
     value, var = _stratified_estimate(y, w, np.array([10, 20, 30, 40]))
     assert value == pytest.approx(28.0) and var == pytest.approx(20.0)
     # plus a stratum of N = 6 with 2 draws y = [1, 3]: s2 = 2, fpc 2/3: 36 * 2/3 * 2 / 2 = 24
@@ -488,13 +488,24 @@ def test_stratified_estimate_odd_singles_make_a_group_of_three():
     value, var = _stratified_estimate(np.array([1.0, 1.0, 2.0]), np.array([2.0, 6.0, 4.0]),
                                       np.array([1, 2, 3]))
     assert value == 16.0 and var == pytest.approx(28.0)
-    # five singles: a pair and a group of three (by size). N = [1, 2, 3, 4, 5], t = N y
+    # five singles: a pair and a group of three (by size). N = [2, 3, 4, 5, 6], t = N y
     t = np.array([1.0, 3.0, 2.0, 8.0, 5.0])
-    value, var = _stratified_estimate(t / np.arange(1, 6), np.arange(1.0, 6.0),
+    value, var = _stratified_estimate(t / np.arange(2, 7), np.arange(2.0, 7.0),
                                       np.array([4, 0, 3, 1, 2]))
     g = t[2:]
     assert value == pytest.approx(19.0)
     assert var == pytest.approx(2 * 2 * 1.0 + 1.5 * np.sum((g - g.mean()) ** 2))
+
+
+def test_stratified_estimate_a_stratum_drawn_whole_adds_nothing():
+    # N = 1 with its one row drawn, and N = 2 with both drawn: no variance, no pairing
+    value, var = _stratified_estimate(np.array([4.0, 1.0, 3.0]), np.array([1.0, 1.0, 1.0]),
+                                      np.array([1, 2, 2]))
+    assert value == 8.0 and var == 0.0
+    # next to one single stratum of N = 3: that one cannot be paired
+    value, var = _stratified_estimate(np.array([4.0, 1.0]), np.array([1.0, 3.0]),
+                                      np.array([1, 2]))
+    assert value == 7.0 and math.isnan(var)
 
 
 def test_stratified_estimate_one_single_is_unknown():
@@ -527,11 +538,11 @@ def test_stratified_estimate_two_singles_make_one_pair():
 
 
 def test_stratified_estimate_pairs_ties_in_stratum_order():
-    # 24 strata with one draw, N = 1 (even strata) or 2 (odd ones): by size and, among equal
+    # 24 strata with one draw, N = 2 (even strata) or 3 (odd ones): by size and, among equal
     # sizes, in stratum order, the t = N y are 0, 1, ..., 23; the pairs (0, 1), (2, 3), ...
     # each add 2 * (1/4 + 1/4) = 1. Any other pairing has a pair farther apart.
     h = np.arange(24)
-    big_n = 1.0 + h % 2
+    big_n = 2.0 + h % 2
     t = np.where(h % 2 == 0, h // 2, 12 + (h - 1) // 2).astype(np.float64)
     value, var = _stratified_estimate(t / big_n, big_n, h)
     assert value == pytest.approx(276.0) and var == pytest.approx(12.0)

@@ -331,7 +331,8 @@ def test_sample_step_with_replacement_by_hand():
     assert sel.cluster_sizes.tolist() == [3, 3]
     assert sel.params == {"lam": 1.0, "lam_rule": "given", "z": 2.0, "n_clusters": 2,
                           "cost": 4.0, "hat_total": 18.0, "size": 8, "mix": 0.0,
-                          "path": "in-memory", "design": "sensitivity"}
+                          "path": "in-memory", "design": "sensitivity",
+                          "design_rule": "given", "queries": "centers"}
     d = sel.diagnostics
     assert d["theorem"] == "Theorem 5" and d["zero_probability_rows"] == 0
     assert d["min_np"] == pytest.approx(6 * 2 / 22) and d["max_np"] == pytest.approx(6 * 5 / 22)
@@ -556,7 +557,7 @@ def test_zero_mass_warning_points_at_the_caller_of_sample():
     # pointed at coreselect/sampler.py before main's 8e9a2ac (found by the mutation tests)
     import coreselect as cs
 
-    sampler = cs.SensitivitySampler(1, seed=0).fit(np.ones((6, 2)))
+    sampler = cs.SensitivitySampler(1, seed=0, design="sensitivity").fit(np.ones((6, 2)))
     with pytest.warns(RuntimeWarning, match="falling back") as rec:
         sampler.sample([0.0], 3, seed=0)
     # (under mutmut the first frame outside the package is its trampoline's)
@@ -633,7 +634,8 @@ def test_strata_block_picks_by_stratum_and_rank():
 
 # ------------------------------------------------------------- design="stratified"
 STRAT_VERDICT = (
-    "Stratified by the clusters (proportional allocation, the queried centers known "
+    "For estimating the total loss: stratified by the clusters (proportional allocation, "
+    "the queried centers known "
     "exactly): unbiased, with a variance at most a uniform sample's of the same size up to "
     "the rounding of the allocation.")
 
@@ -653,7 +655,8 @@ def test_stratified_step_by_hand(block_rows):
         "lam": 0.0, "lam_rule": "not used by design='stratified'", "z": 2.0, "n_clusters": 2,
         "cost": 4.0, "hat_total": 12.0, "size": 3, "mix": 0.3, "path": "in-memory",
         "design": "stratified", "allocation": "proportional", "strata": 2, "excluded": 0,
-        "n_covered": 6, "known_total": 6.0, "hat_covered": 18.0}
+        "n_covered": 6, "known_total": 6.0, "hat_covered": 18.0, "queried_in_sample": 0,
+        "design_rule": "given", "queries": "centers"}
     d = sel.diagnostics
     assert d["design"] == "stratified" and d["warnings"] == [] and d["verdict"] == STRAT_VERDICT
     assert d["zero_probability_rows"] == 0

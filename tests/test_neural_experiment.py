@@ -9,10 +9,13 @@ import struct
 import numpy as np
 import pytest
 
+from coreselect import LossCache
+
 torch = pytest.importorskip("torch")
 torch.set_num_threads(1)
 
 from coreselect.experiments import neural  # noqa: E402
+from coreselect.integrations import torch as neural_ct  # noqa: E402
 
 
 def _write_idx(path, arr):
@@ -157,3 +160,86 @@ def test_load_data_normalize(mnist_dir):
     std, _ = neural.load_data("mnist", mnist_dir, pool_size=5, test_size=3, normalize=True)
     assert raw.tensors[0].shape == (5, 1, 28, 28) and float(raw.tensors[0].max()) <= 1.0
     torch.testing.assert_close(std.tensors[0], (raw.tensors[0] - 0.1307) / 0.3081)
+
+
+# ------------------------------------------------------------------------------ rounds
+ROUND_METHODS = "uniform,cluster_margin,loss"
+
+
+def _run_rounds(out, mnist_dir, *extra):
+    argv = ["--dataset", "mnist", "--data-dir", str(mnist_dir), "--budgets", "60", "--reps", "1",
+            "--methods", ROUND_METHODS, "--epochs", "1", "--rounds", "3", "--out", str(out),
+            "--quiet", *extra]
+    assert neural.main(argv) == 0
+    return neural.read_rows(out / "neural_mnist.csv")
+
+
+@pytest.fixture(scope="module")
+def rounds_reference(tmp_path_factory, mnist_dir):
+    out = tmp_path_factory.mktemp("rounds")
+    return out, _run_rounds(out, mnist_dir)
+
+
+def test_rounds_report_accuracy_per_round(rounds_reference):
+    out, rows = rounds_reference
+    got = {(r["method"], r["round"]): r for r in rows}
+    assert sorted(got) == [(m, j) for m in sorted(ROUND_METHODS.split(",")) for j in (1, 2, 3)]
+    # k = 60: 12 warm, then 16 new labels a round (the loss-based rounds: 4 centers + 12 drawn)
+    for (m, j), r in got.items():
+        assert r["n_train"] == r["labels_asked"] == 12 + 16 * j and r["rounds"] == 3
+        assert 0.0 <= r["accuracy"] <= 1.0
+        assert r["n_centers"] == (4 if m == "loss" else 0)
+    md = (out / "neural_mnist.md").read_text()
+    assert "| round | labelled |" in md and "| Cluster-Margin | 3 | 60 |" in md
+    import json
+
+    summary = json.loads((out / "neural_mnist_summary.json").read_text())
+    assert {(s["method"], s["round"]) for s in summary} == set(got)
+    # the label caches hold exactly the k rows each trajectory paid for
+    for m in ROUND_METHODS.split(","):
+        assert len(LossCache(out / "neural_mnist_labels" / f"k60_r0_{m}.csv")) == 60
+
+
+@pytest.mark.parametrize("where", ["label", "train"])
+def test_rounds_resume_after_a_failure_without_asking_twice(tmp_path, mnist_dir,
+                                                            rounds_reference, monkeypatch,
+                                                            where):
+    _, reference = rounds_reference
+    asked = []
+    real = neural._label_function
+    calls = {"label": 0, "evaluate": 0}
+    evaluate = neural_ct.evaluate
+
+    def counting(dataset):
+        fn = real(dataset)
+
+        def label(rows):
+            calls["label"] += 1
+            if where == "label" and calls["label"] == 3:  # uniform's round 2
+                raise RuntimeError("the labelling service is down")
+            asked.extend(np.asarray(rows).tolist())
+            return fn(rows)
+
+        return label
+
+    def failing_evaluate(model, ds, **kw):
+        calls["evaluate"] += 1
+        if where == "train" and calls["evaluate"] == 2:  # after uniform's round-2 labels
+            raise RuntimeError("out of memory")
+        return evaluate(model, ds, **kw)
+
+    monkeypatch.setattr(neural, "_label_function", counting)
+    monkeypatch.setattr(neural_ct, "evaluate", failing_evaluate)
+    with pytest.raises(Exception, match="labelling service|out of memory"):
+        _run_rounds(tmp_path, mnist_dir)
+    first = neural.read_rows(tmp_path / "neural_mnist.csv")
+    assert [(r["method"], r["round"]) for r in first] == [("uniform", 1)]
+    n_asked = len(asked)
+    assert n_asked == 12 + 16 * (2 if where == "train" else 1)
+    rows = _run_rounds(tmp_path, mnist_dir, "--resume")
+    # every label of the three trajectories asked exactly once over both runs
+    assert len(asked) == 3 * 60 > n_asked
+    key = lambda r: (r["method"], r["round"])  # noqa: E731
+    assert sorted(map(key, rows)) == sorted(map(key, reference))
+    want = {key(r): r["accuracy"] for r in reference}
+    assert {key(r): r["accuracy"] for r in rows} == want

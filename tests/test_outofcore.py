@@ -51,19 +51,19 @@ def _same_selection(a, b):
 def test_memmap_same_selection_as_in_memory(tmp_path, replace, seed):
     mm = np.load(_save(tmp_path, X32), mmap_mode="r")
     ref = cs.sensitivity_sample(X32, LOSS.__getitem__, 200, n_clusters=12, seed=seed,
-                                replace=replace)
+                                replace=replace, design="sensitivity")
     got = cs.sensitivity_sample(mm, LOSS.__getitem__, 200, n_clusters=12, seed=seed,
-                                replace=replace)
+                                replace=replace, design="sensitivity")
     assert got.params["path"] == "out-of-core"
     _same_selection(ref, got)
 
 
 def test_shards_and_spill_same_selection_and_state(tmp_path):
     paths = _shards(tmp_path, X32, [1000, 1001, 2500])
-    ref = cs.SensitivitySampler(10, seed=4).fit(X32)
+    ref = cs.SensitivitySampler(10, seed=4, design="sensitivity").fit(X32)
     # a limit so small that the per-row labels and distances are spilled to disk
     limit = plan_chunks("1TB", n=3000, d=6, k=10, fit_rows=3000).fixed_bytes + 60_000
-    got = cs.SensitivitySampler(10, seed=4, memory_limit=limit).fit(paths)
+    got = cs.SensitivitySampler(10, seed=4, memory_limit=limit, design="sensitivity").fit(paths)
     assert isinstance(got.state_.rows, SpilledRows)  # spilled to disk
     assert got.state_.rows.starts.shape[0] > 3  # several chunks
     np.testing.assert_array_equal(got.query_indices_, ref.query_indices_)
@@ -84,14 +84,14 @@ def test_shards_and_spill_same_selection_and_state(tmp_path):
 def test_chunk_size_does_not_change_selection(tmp_path):
     path = _save(tmp_path, X32)
     sels = [cs.sensitivity_sample(path, LOSS.__getitem__, 100, n_clusters=7, seed=5,
-                                  chunk_size=c) for c in (None, 1, 97, 4096)]
+                                  chunk_size=c, design="sensitivity") for c in (None, 1, 97, 4096)]
     for s in sels[1:]:
         _same_selection(sels[0], s)
 
 
 def test_chunk_allocation_follows_chunk_masses(tmp_path):
     # many draws: the per-chunk counts pass a chi-square test against the chunk masses
-    sampler = cs.SensitivitySampler(9, seed=1, memory_limit="1GB", chunk_size=400).fit(X32)
+    sampler = cs.SensitivitySampler(9, seed=1, memory_limit="1GB", chunk_size=400, design="sensitivity").fit(X32)
     state = sampler.state_.rows
     losses = LOSS[sampler.query_indices_]
     lam = losses @ sampler.cluster_sizes_ / sampler.cost_
@@ -112,11 +112,11 @@ def test_chunk_allocation_follows_chunk_masses(tmp_path):
 def test_memory_limit_too_small_is_a_clear_error(tmp_path):
     path = _save(tmp_path, X32)
     with pytest.raises(ValueError, match=r"memory_limit must leave room for one chunk of 64 rows"):
-        cs.SensitivitySampler(10, seed=0, memory_limit="100kB").fit(path)
+        cs.SensitivitySampler(10, seed=0, memory_limit="100kB", design="sensitivity").fit(path)
     with pytest.raises(ValueError, match="memory_limit must be a number of bytes"):
-        cs.SensitivitySampler(10, memory_limit="lots").fit(path)
+        cs.SensitivitySampler(10, memory_limit="lots", design="sensitivity").fit(path)
     with pytest.raises(ValueError, match="memory_limit must be a positive number"):
-        cs.SensitivitySampler(10, memory_limit=-5).fit(X32)
+        cs.SensitivitySampler(10, memory_limit=-5, design="sensitivity").fit(X32)
     with pytest.raises(TypeError, match="memory_limit must be a number of bytes"):
         check_memory_limit(True)
 
@@ -130,9 +130,9 @@ def test_resolve_memory_limit():
 
 
 def test_in_memory_array_with_memory_limit_matches(tmp_path):
-    ref = cs.sensitivity_sample(X32, LOSS.__getitem__, 150, n_clusters=5, seed=8)
+    ref = cs.sensitivity_sample(X32, LOSS.__getitem__, 150, n_clusters=5, seed=8, design="sensitivity")
     got = cs.sensitivity_sample(X32, LOSS.__getitem__, 150, n_clusters=5, seed=8,
-                                memory_limit="50MB")
+                                memory_limit="50MB", design="sensitivity")
     assert ref.params["path"] == "in-memory"
     assert got.params["path"] == "out-of-core"  # memory_limit was not ignored
     _same_selection(ref, got)
@@ -143,7 +143,7 @@ def test_nan_in_pool_names_the_row(tmp_path):
     bad[2222, 3] = np.nan
     path = _save(tmp_path, bad)
     with pytest.raises(ValueError, match="X contains NaN at row 2222, column 3"):
-        cs.SensitivitySampler(5, seed=0, fit_sample_size=5).fit(path)
+        cs.SensitivitySampler(5, seed=0, fit_sample_size=5, design="sensitivity").fit(path)
 
 
 def test_sharded_array_reads(tmp_path):
@@ -187,7 +187,7 @@ def test_sharded_array_errors(tmp_path):
 def _peak_fit_and_sample(path, limit):
     tracemalloc.start()
     try:
-        s = cs.SensitivitySampler(20, seed=0, memory_limit=limit, fit_sample_size=2000).fit(path)
+        s = cs.SensitivitySampler(20, seed=0, memory_limit=limit, fit_sample_size=2000, design="sensitivity").fit(path)
         s.sample(np.ones(len(s.query_indices_)), 500, seed=1)
         return tracemalloc.get_traced_memory()[1]
     finally:
@@ -207,7 +207,7 @@ def test_peak_memory_does_not_grow_with_n(tmp_path):
 
 
 def test_row_probabilities_match_the_in_memory_formula(tmp_path):
-    sampler = cs.SensitivitySampler(6, seed=2, chunk_size=250).fit(_save(tmp_path, X32))
+    sampler = cs.SensitivitySampler(6, seed=2, chunk_size=250, design="sensitivity").fit(_save(tmp_path, X32))
     losses = LOSS[sampler.query_indices_]
     p = row_probabilities(sampler.state_.rows, losses, 0.3, mix=0.1)
     ref = cs.sensitivity.sensitivity_probabilities(
@@ -231,7 +231,7 @@ def test_chunk_counts_stay_bounded_for_huge_n():
 def test_groups_of_chunks_give_the_same_selection(tmp_path, monkeypatch):
     import coreselect.clustering as oc
 
-    ref = cs.SensitivitySampler(7, seed=6, chunk_size=100, memory_limit="1GB").fit(X32)
+    ref = cs.SensitivitySampler(7, seed=6, chunk_size=100, memory_limit="1GB", design="sensitivity").fit(X32)
     real = oc.plan_chunks
 
     def grouped(*a, **kw):
@@ -240,7 +240,7 @@ def test_groups_of_chunks_give_the_same_selection(tmp_path, monkeypatch):
         return dataclasses.replace(real(*a, **kw), group_chunks=3)
 
     monkeypatch.setattr(oc, "plan_chunks", grouped)
-    got = cs.SensitivitySampler(7, seed=6, chunk_size=100, memory_limit="1GB").fit(X32)
+    got = cs.SensitivitySampler(7, seed=6, chunk_size=100, memory_limit="1GB", design="sensitivity").fit(X32)
     assert got.state_.rows.starts.shape[0] - 1 == -(-30 // 3)
     np.testing.assert_array_equal(got.state_.rows.counts.sum(axis=0), ref.cluster_sizes_)
     losses = LOSS[ref.query_indices_]

@@ -128,6 +128,11 @@ def call(fn, *args, **kwargs):
 def check_selection(sel, n, size, replace):
     """The invariants every Selection of a pool of n rows satisfies."""
     assert isinstance(sel, cs.Selection)
+    # the stratified design (design="auto" may pick it) draws without replacement and lists
+    # the queried rows (one per cluster) before the size new rows
+    if sel.params.get("design") == "stratified":
+        replace = False
+    size += int(sel.params.get("queried_in_sample", 0))
     assert sel.n == n and sel.size == size and sel.replace == replace
     assert sel.indices.dtype == np.int64 and sel.weights.dtype == np.float64
     assert np.all((sel.indices >= 0) & (sel.indices < n))
@@ -182,9 +187,12 @@ def test_sensitivity_sample_returns_a_valid_selection(prob):
     note(f"X {X.dtype} {X.shape} C={X.flags.c_contiguous} F={X.flags.f_contiguous}")
     sel, messages = run_sample(prob)
     check_selection(sel, n, prob["size"], prob["replace"])
-    # the queried centers: distinct sorted rows, at most k (fewer only for fewer distinct rows)
+    # the queried rows (centers, sorted, or one random row per cluster): distinct rows, at
+    # most k (fewer only for fewer distinct rows)
     q = sel.query_indices
-    assert np.all(np.diff(q) > 0) and 1 <= q.shape[0] <= k and q.max() < n
+    if sel.params["queries"] == "centers":
+        assert np.all(np.diff(q) > 0)
+    assert np.all(np.diff(np.sort(q)) > 0) and 1 <= q.shape[0] <= k and q.max() < n
     distinct = n_distinct(prob["ref"])
     assert q.shape[0] == min(k, distinct)  # never two equal vectors; no distinct one lost
     assert np.unique(prob["ref"][q], axis=0).shape[0] == q.shape[0]
@@ -192,7 +200,7 @@ def test_sensitivity_sample_returns_a_valid_selection(prob):
     np.testing.assert_array_equal(sel.query_losses, loss[q])
     assert set(sel.centers.tolist()) <= set(q.tolist())
     assert sel.cluster_sizes.sum() == n and np.all(sel.cluster_sizes >= 1)
-    if prob["replace"]:
+    if sel.replace:
         np.testing.assert_allclose(sel.weights, 1 / (prob["size"] * sel.probabilities),
                                    rtol=1e-12)
     else:
@@ -213,7 +221,7 @@ def test_dtype_and_memory_layout_do_not_change_the_selection(prob):
 def test_sampler_probabilities_follow_the_formula_and_sum_to_one(prob, data):
     X, loss = prob["X"], prob["loss"]
     sampler, _ = call(cs.SensitivitySampler(prob["n_clusters"], z=prob["z"],
-                                            seed=prob["seed"]).fit, X)
+                                            seed=prob["seed"], design="sensitivity").fit, X)
     n = X.shape[0]
     assert sampler.labels_.shape == (n,) and sampler.distances_.shape == (n,)
     assert np.all(sampler.distances_ >= 0) and np.all(np.isfinite(sampler.distances_))
@@ -344,12 +352,22 @@ def selections_with_losses(draw):
     return sel, loss
 
 
+def _lone_single_stratum(sel):
+    """A stratified selection whose variance cannot be estimated: one stratum holds one draw
+    out of several rows and no other stratum with one draw can be paired with it."""
+    if sel.params.get("design") != "stratified":
+        return False
+    strata, counts = np.unique(sel.centers, return_counts=True)
+    sizes = np.array([sel.weights[sel.centers == h].sum() for h in strata])
+    return int(np.sum((counts == 1) & (sizes > 1 + 1e-9))) == 1
+
+
 @given(selections_with_losses(), st.floats(1e-3, 1e3), st.floats(0.01, 0.99))
 def test_estimate_total_is_linear_and_its_interval_holds_the_value(case, factor, confidence):
     sel, loss = case
     est = sel.estimate_total(loss[sel.indices], confidence=confidence)
     assert np.isfinite(est.value) and est.value >= 0 and est.confidence == confidence
-    if sel.size == 1:
+    if sel.size == 1 or _lone_single_stratum(sel):
         assert np.isnan(est.stderr)
     else:
         assert est.stderr >= 0
@@ -389,8 +407,12 @@ def test_estimate_total_refuses_bad_losses_naming_the_index(case, data):
     with pytest.raises(ValueError) as info:
         sel.estimate_total(y)
     assert str(info.value).startswith(f"losses: {y[first]} for index {sel.indices[first]};")
-    wrong = data.draw(st.integers(0, 3 * sel.size).filter(lambda m: m not in (sel.size, sel.n)))
-    with pytest.raises(ValueError, match=rf"^losses: {wrong} values for {sel.size} indices"):
+    known = int(sel.params.get("queried_in_sample", 0))
+    ok = (sel.size, sel.n, sel.size - known) if known else (sel.size, sel.n)
+    wrong = data.draw(st.integers(0, 3 * sel.size).filter(lambda m: m not in ok))
+    message = (rf"^losses: {wrong} values; expected {sel.size} \(one per selected row\)"
+               if known else rf"^losses: {wrong} values for {sel.size} indices")
+    with pytest.raises(ValueError, match=message):
         sel.estimate_total(np.ones(wrong))
     conf = data.draw(st.sampled_from([0.0, 1.0, -0.1, 2.0, float("nan")]))
     with pytest.raises(ValueError, match=r"^confidence must lie in \(0, 1\)"):
@@ -510,7 +532,8 @@ def test_tiny_embeddings_give_a_valid_selection():
     # overflowed with a RuntimeWarning (fixed in f949a44)
     X = np.ldexp(np.random.default_rng(0).normal(size=(30, 3)), -520)
     loss = np.random.default_rng(1).random(30) + 0.5
-    sel, _ = call(cs.sensitivity_sample, X, loss.__getitem__, 10, n_clusters=4, seed=0)
+    sel, _ = call(cs.sensitivity_sample, X, loss.__getitem__, 10, n_clusters=4, seed=0,
+                  design="sensitivity")
     check_selection(sel, 30, 10, True)
     assert sel.params["lam"] == 0.0 and "negligible" in sel.params["lam_rule"]
 

@@ -18,7 +18,7 @@ X6 = np.array([[0.0], [1.0], [2.0], [10.0], [11.0], [12.0]])
 
 
 def fitted6():
-    return cs.SensitivitySampler(2, seed=0).fit(X6)
+    return cs.SensitivitySampler(2, seed=0, design="sensitivity").fit(X6)
 
 
 def test_hand_computed_probabilities_and_weights():
@@ -58,7 +58,7 @@ def test_probabilities_sum_to_one_and_zero_mass_falls_back_to_uniform():
 def test_all_points_identical_and_zero_losses_fall_back_to_uniform():
     X = np.ones((20, 3))
     with pytest.warns(UserWarning):
-        sampler = cs.SensitivitySampler(3, seed=0).fit(X)
+        sampler = cs.SensitivitySampler(3, seed=0, design="sensitivity").fit(X)
     with pytest.warns(RuntimeWarning, match="uniform"):
         sel = sampler.sample(np.zeros(sampler.query_indices_.shape[0]), 5, seed=1)
     np.testing.assert_allclose(sel.probabilities, 1 / 20)
@@ -68,11 +68,11 @@ def test_all_points_identical_and_zero_losses_fall_back_to_uniform():
 def test_same_seed_same_selection():
     X, _ = make_blobs(n=500, seed=1)
     loss = np.abs(X[:, 0])
-    a = cs.sensitivity_sample(X, loss.__getitem__, 50, n_clusters=8, seed=42)
-    b = cs.sensitivity_sample(X, loss.__getitem__, 50, n_clusters=8, seed=42)
+    a = cs.sensitivity_sample(X, loss.__getitem__, 50, n_clusters=8, seed=42, design="sensitivity")
+    b = cs.sensitivity_sample(X, loss.__getitem__, 50, n_clusters=8, seed=42, design="sensitivity")
     np.testing.assert_array_equal(a.indices, b.indices)
     np.testing.assert_array_equal(a.weights, b.weights)
-    c = cs.sensitivity_sample(X, loss.__getitem__, 50, n_clusters=8, seed=43)
+    c = cs.sensitivity_sample(X, loss.__getitem__, 50, n_clusters=8, seed=43, design="sensitivity")
     assert not np.array_equal(a.indices, c.indices)
 
 
@@ -104,7 +104,7 @@ def test_systematic_sampling_inclusion_frequencies():
 def test_without_replacement_distinct_and_horvitz_thompson_weights():
     X, _ = make_blobs(n=300, seed=2)
     loss = X[:, 0] ** 2
-    sel = cs.sensitivity_sample(X, loss.__getitem__, 100, n_clusters=10, replace=False, seed=0)
+    sel = cs.sensitivity_sample(X, loss.__getitem__, 100, n_clusters=10, replace=False, seed=0, design="sensitivity")
     assert np.unique(sel.indices).shape[0] == 100
     np.testing.assert_allclose(sel.weights, 1 / sel.probabilities)
     assert sel.weights.sum() == pytest.approx(300, rel=0.25)
@@ -113,8 +113,8 @@ def test_without_replacement_distinct_and_horvitz_thompson_weights():
 def test_selection_provenance_and_unique():
     X, _ = make_blobs(n=400, seed=3)
     loss = np.abs(X[:, 1])
-    sel = cs.sensitivity_sample(X, loss.__getitem__, 200, n_clusters=6, seed=0)
-    sampler = cs.SensitivitySampler(6, seed=0).fit(X)
+    sel = cs.sensitivity_sample(X, loss.__getitem__, 200, n_clusters=6, seed=0, design="sensitivity")
+    sampler = cs.SensitivitySampler(6, seed=0, design="sensitivity").fit(X)
     assert set(sel.centers.tolist()) <= set(sel.query_indices.tolist())
     np.testing.assert_allclose(sel.query_losses, loss[sel.query_indices])
     assert sel.cluster_sizes.sum() == 400
@@ -127,14 +127,14 @@ def test_selection_provenance_and_unique():
 def test_weights_sum_to_about_n():
     X, _ = make_blobs(n=2000, seed=4)
     loss = 1.0 + np.abs(X[:, 0])
-    sums = [cs.sensitivity_sample(X, loss.__getitem__, 400, n_clusters=10, seed=s).weights.sum()
+    sums = [cs.sensitivity_sample(X, loss.__getitem__, 400, n_clusters=10, seed=s, design="sensitivity").weights.sum()
             for s in range(10)]
     assert np.mean(sums) == pytest.approx(2000, rel=0.1)
 
 
 def _fits(X, k, z=2.0, seeds=range(6)):
     """One sampler per clustering seed; the data are chosen so that the clusterings differ."""
-    samplers = [cs.SensitivitySampler(k, z=z, seed=c).fit(X) for c in seeds]
+    samplers = [cs.SensitivitySampler(k, z=z, seed=c, design="sensitivity").fit(X) for c in seeds]
     distinct = {tuple(sp.query_indices_.tolist()) for sp in samplers}
     assert len(distinct) >= 3, "the clustering seeds give the same clustering: the test is void"
     return samplers
@@ -172,7 +172,7 @@ def test_unbiased_over_fresh_clusterings(replace):
     loss = comp * 0.5 + np.random.default_rng(1).gamma(1.0, size=400)
     est = np.array([
         cs.sensitivity_sample(X, loss.__getitem__, 30, n_clusters=5, replace=replace,
-                              seed=r).estimate_total(loss).value
+                              seed=r, design="sensitivity").estimate_total(loss).value
         for r in range(1500)
     ])
     assert abs(est.mean() - loss.sum()) <= 4 * est.std(ddof=1) / math.sqrt(est.size)
@@ -240,7 +240,7 @@ def test_oracle_is_called_in_batches_on_the_centers_only():
         assert idx.dtype == np.int64
         return np.ones(len(idx))
 
-    sel = cs.sensitivity_sample(X, oracle, 20, n_clusters=10, seed=0, batch_size=4)
+    sel = cs.sensitivity_sample(X, oracle, 20, n_clusters=10, seed=0, batch_size=4, design="sensitivity")
     asked = np.concatenate(calls)
     assert [len(c) for c in calls] == [4, 4, 2]
     np.testing.assert_array_equal(np.sort(asked), np.sort(sel.query_indices))
@@ -259,7 +259,7 @@ def test_oracle_failure_keeps_answers_and_cache_resumes(tmp_path):
         return loss[idx]
 
     with pytest.raises(cs.OracleError, match="GPU fell over") as info:
-        cs.sensitivity_sample(X, flaky, 20, n_clusters=12, seed=0, batch_size=2, cache=cache)
+        cs.sensitivity_sample(X, flaky, 20, n_clusters=12, seed=0, batch_size=2, cache=cache, design="sensitivity")
     err = info.value
     assert len(err.answered) == 4 and len(err.missing) == 8
     assert isinstance(err.state, cs.SensitivitySampler)
@@ -271,16 +271,16 @@ def test_oracle_failure_keeps_answers_and_cache_resumes(tmp_path):
         seen.extend(idx.tolist())
         return loss[idx]
 
-    sel = cs.sensitivity_sample(X, counting, 20, n_clusters=12, seed=0, batch_size=2, cache=cache)
+    sel = cs.sensitivity_sample(X, counting, 20, n_clusters=12, seed=0, batch_size=2, cache=cache, design="sensitivity")
     assert len(seen) == 8 and not set(seen) & set(err.answered)
-    ref = cs.sensitivity_sample(X, loss.__getitem__, 20, n_clusters=12, seed=0)
+    ref = cs.sensitivity_sample(X, loss.__getitem__, 20, n_clusters=12, seed=0, design="sensitivity")
     np.testing.assert_array_equal(sel.indices, ref.indices)
 
 
 def test_selection_save_load_roundtrip(tmp_path):
     X, _ = make_blobs(n=200, seed=10)
     loss = np.abs(X[:, 0])
-    sel = cs.sensitivity_sample(X, loss.__getitem__, 30, n_clusters=5, seed=0)
+    sel = cs.sensitivity_sample(X, loss.__getitem__, 30, n_clusters=5, seed=0, design="sensitivity")
     sel.save(tmp_path / "sel.npz")
     back = cs.Selection.load(tmp_path / "sel.npz")
     for name in ("indices", "weights", "probabilities", "centers", "query_indices",
@@ -295,21 +295,21 @@ def test_inputs_accepted_without_copy_and_cast():
     pd = pytest.importorskip("pandas")
     X, _ = make_blobs(n=200, d=3, seed=11)
     loss = np.abs(X[:, 0])
-    ref = cs.sensitivity_sample(X, loss.__getitem__, 10, n_clusters=4, seed=0)
-    df = cs.sensitivity_sample(pd.DataFrame(X), loss.__getitem__, 10, n_clusters=4, seed=0)
+    ref = cs.sensitivity_sample(X, loss.__getitem__, 10, n_clusters=4, seed=0, design="sensitivity")
+    df = cs.sensitivity_sample(pd.DataFrame(X), loss.__getitem__, 10, n_clusters=4, seed=0, design="sensitivity")
     np.testing.assert_array_equal(ref.indices, df.indices)
     ints = np.round(X * 10).astype(np.int32)
-    cs.sensitivity_sample(ints, loss.__getitem__, 10, n_clusters=4, seed=0)
-    cs.sensitivity_sample(X.astype(np.float16), loss.__getitem__, 10, n_clusters=4, seed=0)
-    cs.sensitivity_sample(X > 0, loss.__getitem__, 10, n_clusters=4, seed=0)
+    cs.sensitivity_sample(ints, loss.__getitem__, 10, n_clusters=4, seed=0, design="sensitivity")
+    cs.sensitivity_sample(X.astype(np.float16), loss.__getitem__, 10, n_clusters=4, seed=0, design="sensitivity")
+    cs.sensitivity_sample(X > 0, loss.__getitem__, 10, n_clusters=4, seed=0, design="sensitivity")
 
 
 def test_huge_values_do_not_overflow():
     X, _ = make_blobs(n=200, d=3, seed=12)
     loss = np.abs(X[:, 0])
-    sel = cs.sensitivity_sample(X * 1e30, loss.__getitem__, 20, n_clusters=4, seed=0)
+    sel = cs.sensitivity_sample(X * 1e30, loss.__getitem__, 20, n_clusters=4, seed=0, design="sensitivity")
     assert np.all(np.isfinite(sel.weights)) and np.all(sel.probabilities > 0)
-    ref = cs.sensitivity_sample(X, loss.__getitem__, 20, n_clusters=4, seed=0)
+    ref = cs.sensitivity_sample(X, loss.__getitem__, 20, n_clusters=4, seed=0, design="sensitivity")
     np.testing.assert_array_equal(sel.query_indices, ref.query_indices)
 
 
@@ -322,11 +322,11 @@ def _bars(err):
 def test_progress_bars_go_to_stderr_and_end_complete(capsys):
     X, _ = make_blobs(n=300, seed=8)
     loss = np.abs(X[:, 0])
-    quiet = cs.sensitivity_sample(X, loss.__getitem__, 20, n_clusters=6, seed=0)
+    quiet = cs.sensitivity_sample(X, loss.__getitem__, 20, n_clusters=6, seed=0, design="sensitivity")
     out, err = capsys.readouterr()
     assert out == "" and err == ""  # progress=False (the default) writes nothing
     sel = cs.sensitivity_sample(X, loss.__getitem__, 20, n_clusters=6, seed=0, batch_size=2,
-                                progress=True)
+                                progress=True, design="sensitivity")
     out, err = capsys.readouterr()
     assert out == ""  # nothing on stdout, ever
     last = _bars(err)
@@ -344,7 +344,7 @@ def test_progress_bars_go_to_stderr_and_end_complete(capsys):
 
 def test_progress_from_the_sampler_class(capsys):
     X, _ = make_blobs(n=200, seed=9)
-    sampler = cs.SensitivitySampler(4, seed=0, progress=True).fit(X)
+    sampler = cs.SensitivitySampler(4, seed=0, progress=True, design="sensitivity").fit(X)
     out, err = capsys.readouterr()
     last = _bars(err)
     assert out == "" and [line.split(":")[0] for line in last] == ["seeding", "fitting", "assign"]

@@ -1,5 +1,6 @@
-"""design="stratified": the clusters as strata, the queried centers known exactly, draws
-allocated in proportion to the cluster sizes and drawn without replacement inside each."""
+"""design="stratified": the clusters as strata, draws allocated in proportion to the cluster
+sizes and drawn without replacement inside each; the queried rows are either the centers, known
+exactly (a take-all stratum), or one random row of each cluster, counted as its first draw."""
 
 from __future__ import annotations
 
@@ -27,10 +28,29 @@ def test_allocation_is_proportional_with_one_per_stratum():
 def test_the_selection_follows_the_allocation():
     sel = cs.sensitivity_sample(X, LOSS.__getitem__, 120, n_clusters=10, seed=3,
                                 design="stratified")
-    assert sel.params["design"] == "stratified" and not sel.replace
+    p = sel.params
+    assert p["design"] == "stratified" and p["queries"] == "random" and not sel.replace
+    assert p["queried_in_sample"] == 10 and p["known_total"] == 0.0
+    # the 10 queried rows come first, one per cluster, then 120 new distinct rows
+    assert np.unique(sel.indices).size == 130
+    np.testing.assert_array_equal(sel.indices[:10], sel.query_indices)
+    assert np.intersect1d(sel.indices[10:], sel.query_indices).size == 0
+    # inside a stratum every row has the same weight N_h / n_h, and they add up to N_h
+    for j, c in enumerate(sel.query_indices):
+        w = sel.weights[sel.centers == c]
+        np.testing.assert_allclose(w, w[0])
+        assert w.sum() == pytest.approx(sel.cluster_sizes[j])
+    # the estimate needs the new rows' losses only (the queried ones are known)
+    full = sel.estimate_total(LOSS[sel.indices]).value
+    assert sel.estimate_total(LOSS[sel.indices[10:]]).value == pytest.approx(full)
+
+
+def test_the_centers_as_a_take_all_stratum():
+    sampler = cs.SensitivitySampler(10, seed=3, design="sensitivity").fit(X)
+    sel = sampler.sample(LOSS[sampler.query_indices_], 120, design="stratified")
+    assert sel.params["queries"] == "centers" and sel.params["queried_in_sample"] == 0
     assert np.unique(sel.indices).size == 120
     assert np.intersect1d(sel.indices, sel.query_indices).size == 0
-    # inside a stratum every row has the same weight N_h / n_h, and they add up to N_h
     for c in np.unique(sel.centers):
         w = sel.weights[sel.centers == c]
         np.testing.assert_allclose(w, w[0])
@@ -51,7 +71,7 @@ def test_unbiased_over_fresh_clusterings():
 
 
 def test_variance_estimate_matches_the_spread_and_intervals_cover():
-    sampler = cs.SensitivitySampler(8, seed=1).fit(X)
+    sampler = cs.SensitivitySampler(8, seed=1, design="sensitivity").fit(X)
     q = LOSS[sampler.query_indices_]
     vals, variances, cover = [], [], 0
     for seed in range(400):
@@ -65,9 +85,39 @@ def test_variance_estimate_matches_the_spread_and_intervals_cover():
     assert cover / 400 >= 0.92
 
 
+def test_random_queries_variance_and_coverage_over_fresh_fits():
+    vals, variances, cover = [], [], 0
+    for seed in range(200):
+        sel = cs.sensitivity_sample(X, LOSS.__getitem__, 60, n_clusters=8, seed=seed,
+                                    design="stratified")
+        e = sel.estimate_total(LOSS[sel.indices])
+        vals.append(e.value)
+        variances.append(e.stderr ** 2)
+        cover += e.ci_low <= LOSS.sum() <= e.ci_high
+    vals = np.array(vals)
+    assert abs(vals.mean() - LOSS.sum()) < 4 * vals.std(ddof=1) / np.sqrt(vals.size)
+    ratio = np.mean(variances) / np.var(vals, ddof=1)
+    assert 0.75 < ratio < 1.35, ratio
+    assert cover / 200 >= 0.91
+
+
+def test_random_queries_never_worse_than_uniform_at_equal_calls():
+    noise = np.random.default_rng(9).gamma(2.0, 1.0, size=1500)
+    strat, unif = [], []
+    rng = np.random.default_rng(0)
+    for seed in range(300):
+        sel = cs.sensitivity_sample(X, noise.__getitem__, 100, n_clusters=6, seed=seed,
+                                    design="stratified")
+        strat.append(sel.estimate_total(noise[sel.indices]).value)
+        rows = rng.choice(1500, 106, replace=False)  # the same oracle calls: k + s
+        unif.append(noise[rows].mean() * 1500)
+    ratio = np.var(strat) / np.var(unif)
+    assert 0.75 < ratio < 1.25, ratio
+
+
 def test_no_better_and_no_worse_than_uniform_when_the_loss_ignores_the_clusters():
     noise = np.random.default_rng(9).gamma(2.0, 1.0, size=1500)
-    sampler = cs.SensitivitySampler(6, seed=2).fit(X)
+    sampler = cs.SensitivitySampler(6, seed=2, design="sensitivity").fit(X)
     strat, unif = [], []
     rng = np.random.default_rng(0)
     for seed in range(400):
@@ -80,7 +130,7 @@ def test_no_better_and_no_worse_than_uniform_when_the_loss_ignores_the_clusters(
 
 
 def test_much_better_than_sensitivity_draws_when_the_clusters_explain_the_loss():
-    sampler = cs.SensitivitySampler(6, seed=2).fit(X)
+    sampler = cs.SensitivitySampler(6, seed=2, design="sensitivity").fit(X)
     q = LOSS[sampler.query_indices_]
     strat = [sampler.sample(q, 60, seed=s, design="stratified") for s in range(150)]
     plain = [sampler.sample(q, 60, seed=s) for s in range(150)]
@@ -111,8 +161,10 @@ def test_every_pool_gives_the_same_stratified_selection(tmp_path):
 
 
 def test_bad_design_and_too_few_draws():
-    with pytest.raises(ValueError, match=r"design must be one of \['sensitivity', 'stratified'\]"):
+    with pytest.raises(ValueError, match=r"design must be one of \['auto', 'sensitivity', 'stratified'\]"):
         cs.sensitivity_sample(X, LOSS.__getitem__, 50, n_clusters=5, design="neyman")
+    sampler = cs.SensitivitySampler(12, seed=0, design="sensitivity").fit(X)
     with pytest.raises(ValueError, match="at least one row in each of the 12 non-empty"):
-        cs.sensitivity_sample(X, LOSS.__getitem__, 5, n_clusters=12, seed=0,
-                              design="stratified")
+        sampler.sample(LOSS[sampler.query_indices_], 5, design="stratified")
+    with pytest.raises(ValueError, match="size=1500 rows asked for but only 1488"):
+        sampler.sample(LOSS[sampler.query_indices_], 1500, design="stratified")

@@ -10,13 +10,13 @@ Examples
 >>> X = np.random.default_rng(0).normal(size=(500, 4))
 >>> loss = np.abs(X[:, 0])
 >>> sel = cs.sensitivity_sample(X, loss.__getitem__, 50, n_clusters=10, seed=1)
->>> sel.indices.shape
-(50,)
+>>> sel.params["design"], sel.n_queries, len(sel)   # the 10 queried rows + 50 new ones
+('stratified', 10, 60)
 """
 
 from __future__ import annotations
 
-from . import baselines
+from . import baselines, surrogates
 from ._version import __version__
 from .adaptive import adaptive_sample
 from .clustering import Clustering, kz_clustering
@@ -26,6 +26,7 @@ from .sampler import SensitivitySampler, sensitivity_sample
 from .selection import Estimate, Selection
 
 __all__ = [
+    "surrogates",
     "sensitivity_sample",
     "SensitivitySampler",
     "adaptive_sample",

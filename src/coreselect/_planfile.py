@@ -38,7 +38,7 @@ _BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 _SPOT_ROWS = 256
 # The arrays covered by the checksum, in this order.
 _CHECKED = ("query_indices", "labels", "distances", "cluster_sizes", "fitted_centers",
-            "query_points", "block_starts", "exclude")
+            "query_points", "block_starts", "exclude", "representatives")
 
 
 def _version() -> str:
@@ -125,6 +125,8 @@ def write_plan(path, params: dict, state: FittedState, rng: np.random.Generator 
     }
     if state.exclude is not None:
         arrays["exclude"] = np.asarray(state.exclude, dtype=np.int64)
+    if state.representatives is not None:
+        arrays["representatives"] = np.asarray(state.representatives, dtype=np.int64)
     meta = {
         "format": FORMAT,
         "coreselect_version": _version(),
@@ -238,10 +240,14 @@ def read_plan(path, X=None) -> tuple[dict, FittedState, np.random.Generator | No
     if X is not None:
         X = check_embeddings(X)
         verify_embeddings(meta, arrays, X, path=path)
+    reps = arrays.get("representatives")
+    if reps is not None and (reps.shape != (k,) or (k and (reps.min() < 0 or reps.max() >= n))
+                             or not np.array_equal(labels[reps], np.arange(k))):
+        raise ValueError(f"{path} is corrupted: its queried rows are not one per cluster.")
     if "query_points" in arrays:
         query_points = arrays["query_points"]
     elif X is not None:
-        query_points = np.asarray(X[q], dtype=np.float64)
+        query_points = np.asarray(X[q if reps is None else reps], dtype=np.float64)
     else:
         query_points = None
     starts = arrays.get("block_starts")
@@ -260,5 +266,5 @@ def read_plan(path, X=None) -> tuple[dict, FittedState, np.random.Generator | No
         n_iter=int(cl_meta.get("n_iter", 0)))
     state = FittedState(clustering=clustering, rows=rows, query_points=query_points,
                         path="in-memory", n=n, d=int(fitted["n_features"]),
-                        exclude=arrays.get("exclude"))
+                        exclude=arrays.get("exclude"), representatives=reps)
     return dict(meta["params"]), state, _rng_from_state(meta.get("rng")), meta.get("fingerprint")

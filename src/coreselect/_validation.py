@@ -28,6 +28,7 @@ __all__ = [
     "check_choice",
     "check_sample_weights",
     "check_probabilities",
+    "check_surrogate",
     "check_finite_rows",
     "check_memory_limit",
     "check_mix",
@@ -337,6 +338,42 @@ def check_sample_weights(weights: Any, m: int, *, name: str = "weights") -> np.n
         raise ValueError(
             f"{name} must be finite and >= 0; got {arr[bad[0]]} at position {int(bad[0])}."
         )
+    return arr
+
+
+def check_surrogate(surrogate: Any, n: int, *, name: str = "surrogate") -> np.ndarray | None:
+    """An (n,) array of predicted losses >= 0, one per pool row, as float64; None passes.
+
+    Errors name the argument and the first bad row.
+    """
+    if surrogate is None:
+        return None
+    try:
+        arr = np.asarray(surrogate)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be an array of numbers: {exc}") from exc
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr.reshape(-1)
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise ValueError(f"{name} must have shape ({n},), one predicted loss per pool row; "
+                         f"got shape {arr.shape}.")
+    if arr.dtype == object or arr.dtype.kind not in "biuf":
+        for row, value in enumerate(arr):
+            try:
+                float(value)
+            except (TypeError, ValueError):
+                shown = value.item() if hasattr(value, "item") else value
+                raise TypeError(f"{name}: a non-numeric value {shown!r} at row {row}.") from None
+        raise TypeError(f"{name} must hold numbers; got dtype {arr.dtype}.")
+    arr = np.asarray(arr, dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(arr))
+    if bad.size:
+        raise ValueError(f"{name}: {arr[bad[0]]} at row {int(bad[0])}; predicted losses must be "
+                         f"finite ({bad.size} non-finite in all).")
+    bad = np.flatnonzero(arr < 0)
+    if bad.size:
+        raise ValueError(f"{name}: {arr[bad[0]]} at row {int(bad[0])}; predicted losses must be "
+                         f">= 0 ({bad.size} negative in all).")
     return arr
 
 

@@ -111,6 +111,9 @@ class FittedState:
         The shape of the pool.
     exclude : ndarray of int64 or None
         Rows that are never centers and never drawn (already labelled), sorted.
+    representatives : ndarray of int64 or None
+        When the queried rows are not the centers: one uniformly random row of each
+        cluster, in cluster order (``queries="random"``); None: the centers are queried.
     """
 
     clustering: Clustering
@@ -120,6 +123,7 @@ class FittedState:
     n: int
     d: int
     exclude: np.ndarray | None = None
+    representatives: np.ndarray | None = None
 
 
 def fit_rows(n: int, k: int, fit_sample_size, rng: np.random.Generator,

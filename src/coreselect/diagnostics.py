@@ -379,13 +379,18 @@ def _query_report(Q, ql, sizes, *, z, lam, n, hat_total, cost, mix, quantile):
     return holder, r2, dict(pred), pair_scale
 
 
+# At least this share of the pool at distance 0 from its center: a warning.
+COINCIDENT_SHARE = 0.1
+
+
 def selection_diagnostics(*, p: np.ndarray | None = None, indices: np.ndarray,
                           weights: np.ndarray, query_points, query_losses, cluster_sizes,
                           cost: float, hat_total: float, lam: float, lam_rule: str, z: float,
                           size: int, replace: bool, mix: float = 0.0,
                           holder_quantile: float = 0.9, theorem: str = "Theorem 5",
                           n_queries: int | None = None,
-                          p_summary: tuple[int, int, float, float] | None = None) -> dict:
+                          p_summary: tuple[int, int, float, float] | None = None,
+                          coincident_rows: int | None = None) -> dict:
     """The diagnostics report of a sensitivity sample, before its losses are known.
 
     Parameters
@@ -420,6 +425,9 @@ def selection_diagnostics(*, p: np.ndarray | None = None, indices: np.ndarray,
         Name of the bound (Theorem 6 for a round of the r-round algorithm).
     n_queries : int, optional
         Oracle calls spent before sampling (default: the number of queried rows).
+    coincident_rows : int, optional
+        Rows, other than the queried ones, at distance 0 from their center; at least
+        ``COINCIDENT_SHARE`` of the pool gives a warning.
 
     Returns
     -------
@@ -446,8 +454,10 @@ def selection_diagnostics(*, p: np.ndarray | None = None, indices: np.ndarray,
         evenly spaced queried rows); ``predicted_design_effect_equal_calls`` (the same
         against a uniform sample of ``oracle_calls`` = queries + s rows: above 1 the
         verdict is "likely no better than uniform sampling with the same oracle calls");
-        ``warnings`` (plain sentences) and
-        ``verdict`` (one sentence). Once the sample's losses are known,
+        ``warnings`` (plain sentences) and ``estimation_verdict`` (one sentence, about
+        the estimate of the total loss only: a sample worse than uniform for estimation
+        may still train a better model; ``verdict`` is the same sentence, kept for older
+        code). Once the sample's losses are known,
         :func:`diagnose_sample` says whether the sample did beat uniform sampling.
 
     Examples
@@ -541,15 +551,24 @@ def selection_diagnostics(*, p: np.ndarray | None = None, indices: np.ndarray,
         )
     if not replace:
         warns.append(f"{theorem}'s bound is stated for i.i.d. draws (replace=True).")
+    if coincident_rows is not None and n > 0 and coincident_rows >= COINCIDENT_SHARE * n:
+        warns.append(
+            f"{coincident_rows} rows ({coincident_rows / n:.0%}) coincide with their center "
+            "(duplicates of a queried row): their probability rests on that one loss, and "
+            "the checks on the queried rows see each group once. If their losses can differ "
+            "(e.g. the same input with other labels), use design='stratified'.")
     if (holder is not None and holder.n_conflicts) or (deff is not None and deff > 1.0):
-        verdict = "Likely worse than uniform sampling: fall back to uniform or use mix > 0."
+        verdict = ("For estimating the total loss, likely worse than a uniform sample: use "
+                   "design='stratified' (or 'auto') or mix > 0. This says nothing about "
+                   "training on the selection.")
     elif deff_calls is not None and deff_calls > 1.0:
-        verdict = ("Likely no better than uniform sampling with the same oracle calls: "
-                   "see warnings.")
+        verdict = ("For estimating the total loss, likely no better than a uniform sample "
+                   "with the same oracle calls: see warnings.")
     elif warns:
-        verdict = "Usable, with the caveats in warnings."
+        verdict = "For estimating the total loss: usable, with the caveats in warnings."
     else:
-        verdict = "No sign that this sample is worse than uniform sampling."
+        verdict = ("For estimating the total loss: no sign that this sample is worse than "
+                   "a uniform sample.")
 
     return {
         "Phi": float(cost),
@@ -581,6 +600,7 @@ def selection_diagnostics(*, p: np.ndarray | None = None, indices: np.ndarray,
         else _finite_or_none(deff_calls),
         "oracle_calls": int(calls),
         "warnings": warns,
+        "estimation_verdict": verdict,
         "verdict": verdict,
     }
 
@@ -687,15 +707,18 @@ def diagnose_sample(selection, losses, *, quantile: float = 0.9) -> dict:
     if s < 20:
         warns.append(f"Only {s} draws: these figures are rough.")
     if deff is None:
-        verdict = "No comparison with uniform sampling could be made."
+        verdict = "For estimating the total loss: no comparison with uniform sampling could be made."
     elif deff > 1.0:
-        verdict = "Worse than uniform sampling: fall back to uniform or use mix > 0."
+        verdict = ("For estimating the total loss, worse than a uniform sample: use "
+                   "design='stratified' (or 'auto') or mix > 0. This says nothing about "
+                   "training on the selection.")
     elif deff_calls > 1.0:
-        verdict = ("Better than uniform sampling of the same size, but not with the same "
-                   f"oracle calls ({calls}).")
+        verdict = ("For estimating the total loss, better than a uniform sample of the same "
+                   f"size, but not with the same oracle calls ({calls}).")
     else:
-        verdict = (f"Better than uniform sampling, also with the same oracle calls "
-                   f"(estimated variance ratio {deff:.3g}, {deff_calls:.3g} at equal calls).")
+        verdict = (f"For estimating the total loss, better than a uniform sample, also with "
+                   f"the same oracle calls (estimated variance ratio {deff:.3g}, "
+                   f"{deff_calls:.3g} at equal calls).")
     return {
         "design_effect": _finite_or_none(deff),
         "design_effect_equal_calls": None if deff_calls is None else _finite_or_none(deff_calls),
@@ -706,6 +729,7 @@ def diagnose_sample(selection, losses, *, quantile: float = 0.9) -> dict:
         "lam_residual": _finite_or_none(lam_res),
         "model_violations": viol,
         "warnings": warns,
+        "estimation_verdict": verdict,
         "verdict": verdict,
     }
 

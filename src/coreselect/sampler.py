@@ -20,6 +20,7 @@ from ._validation import (
     check_positive_int,
     check_random_state,
     check_size,
+    check_surrogate,
     check_z,
 )
 from .backends import get_backend
@@ -28,7 +29,7 @@ from .oracle import LossCache, ask_oracle
 from .pools import as_pool
 from .seeding import INITS
 from .selection import Selection
-from .sensitivity import DESIGNS, sample_selection
+from .sensitivity import DESIGNS, draw_members, sample_selection
 
 __all__ = ["SensitivitySampler", "sensitivity_sample"]
 
@@ -68,6 +69,12 @@ class SensitivitySampler:
         Rows far from every center after the pass (``v(e)`` at least 5% of ``Phi`` and more
         than ``Phi / k``) become centers of their own, within ``n_clusters``; see
         :func:`coreselect.clustering.isolate_far_rows`. False: the clustering as fitted.
+    design : {"auto", "sensitivity", "stratified"}, default="auto"
+        The default design of :meth:`sample`, and what the oracle is asked about:
+        "sensitivity" queries the clustering's centers (Algorithm 1 as the paper has it);
+        "stratified" and "auto" query one uniformly random row of each cluster, which then
+        counts as a draw of the stratified design (no oracle call is spent outside the
+        sample). See :func:`coreselect.sensitivity.sample_selection`.
     init : {"scalable", "greedy"}, default="scalable"
         How the centers are fitted (see :func:`coreselect.clustering.kz_clustering`):
         "scalable" (k-means|| seeding, a few passes over the fitting rows at any k) or
@@ -76,7 +83,8 @@ class SensitivitySampler:
     Attributes
     ----------
     query_indices_ : ndarray of int64, shape (k,)
-        The rows whose loss the oracle must give (the snapped centers, sorted).
+        The rows whose loss the oracle must give: the snapped centers, sorted
+        (``design="sensitivity"``), or one random row of each cluster, in cluster order.
     labels_ : ndarray of int64, shape (n,)
         For each row, the position of its center in ``query_indices_``.
     distances_ : ndarray of float64, shape (n,)
@@ -96,16 +104,17 @@ class SensitivitySampler:
     >>> sampler = SensitivitySampler(n_clusters=2, seed=0).fit(X)
     >>> query_losses = np.ones(len(sampler.query_indices_))   # ask your oracle here
     >>> sel = sampler.sample(query_losses, size=10)
-    >>> len(sel.indices), sel.weights.shape
-    (10, (10,))
+    >>> sel.params["design"], len(sel.indices), sel.weights.shape   # 2 queried rows + 10 new
+    ('stratified', 12, (12,))
     """
 
     def __init__(self, n_clusters: int, *, z: float = 2.0, seed=None,
                  fit_sample_size: int | str = "auto", max_iter: int = 20,
                  chunk_size: int | None = None, backend: str | None = None,
                  progress: bool = False, memory_limit=None, far_rows: bool = True,
-                 init: str = "scalable"):
+                 design: str = "auto", init: str = "scalable"):
         self.n_clusters = n_clusters
+        self.design = design
         self.init = init
         self.far_rows = far_rows
         self.z = z
@@ -141,6 +150,7 @@ class SensitivitySampler:
         if self.memory_limit is not None and self.memory_limit != "auto":
             check_memory_limit(self.memory_limit)
         get_backend(self.backend)
+        check_choice(self.design, "design", DESIGNS)
         check_choice(self.init, "init", INITS)
 
     def _fit_pool(self, pool, rng: np.random.Generator,
@@ -152,6 +162,13 @@ class SensitivitySampler:
             chunk_size=self.chunk_size, backend=self.backend, memory_limit=self.memory_limit,
             progress=self.progress, far_rows=bool(self.far_rows), exclude=exclude,
             init=self.init)
+        if self.design != "sensitivity":
+            import dataclasses
+
+            members = draw_members(self.state_.rows, rng, exclude)
+            self.state_ = dataclasses.replace(
+                self.state_, representatives=members,
+                query_points=np.asarray(pool.take(members), dtype=np.float64))
         self.rng_ = rng
         return self
 
@@ -166,7 +183,18 @@ class SensitivitySampler:
         return sampler
 
     # the fitted attributes, read from the one fitted state
-    query_indices_ = property(lambda self: self._fitted().clustering.center_indices)
+    @property
+    def query_indices_(self) -> np.ndarray:
+        state = self._fitted()
+        if state.representatives is not None:
+            return state.representatives
+        return state.clustering.center_indices
+
+    @property
+    def queries_(self) -> str:
+        """What the queried rows are: "centers" or "random" (one row of each cluster)."""
+        return "centers" if self._fitted().representatives is None else "random"
+
     labels_ = property(lambda self: self._fitted().clustering.labels)
     distances_ = property(lambda self: self._fitted().clustering.distances)
     cost_ = property(lambda self: self._fitted().clustering.cost)
@@ -186,7 +214,8 @@ class SensitivitySampler:
             raise RuntimeError("this SensitivitySampler is not fitted yet; call fit(X) first.")
 
     def sample(self, query_losses, size: int, *, lam="auto", replace: bool = True,
-               seed=None, mix: float = 0.0, design: str = "sensitivity") -> Selection:
+               seed=None, mix: float = 0.0, design: str | None = None,
+               surrogate=None) -> Selection:
         """Draw the weighted sample from the losses of the queried rows.
 
         Parameters
@@ -207,11 +236,21 @@ class SensitivitySampler:
             Defensive mixing alpha in [0, 1]: ``p = alpha / n + (1 - alpha) p``. The
             estimator's variance is then at most ``1 / alpha`` times a uniform sample's
             whatever the loss, and at most ``1 / (1 - alpha)`` times the unmixed one's.
-        design : {"sensitivity", "stratified"}, default="sensitivity"
-            "sensitivity": Algorithm 1, as the paper has it. "stratified": the clusters as
-            strata, the queried centers known exactly, ``size`` draws allocated in proportion
-            to the cluster sizes (at least one per cluster) and drawn without replacement
-            inside each; see :func:`coreselect.sensitivity.sample_selection`.
+        design : {"auto", "sensitivity", "stratified"}, optional
+            Default: the sampler's ``design``. "sensitivity": Algorithm 1, as the paper has
+            it. "stratified": the clusters as strata, drawn without replacement inside each,
+            allocated in proportion to the cluster sizes (Neyman, by the surrogate's
+            predicted spreads, when ``surrogate`` is given), at least one draw per cluster;
+            the queried rows are a take-all stratum (centers) or the first draw of their
+            cluster (random rows). "auto": :func:`coreselect.sensitivity.choose_design`
+            picks one (the choice and the reason are in ``params["design"]`` and
+            ``params["design_rule"]``). See :func:`coreselect.sensitivity.sample_selection`.
+        surrogate : array-like of shape (n,), optional
+            The model's predicted loss of every row, >= 0 (e.g.
+            :func:`coreselect.surrogates.expected_cross_entropy` of its class
+            probabilities). Calibrated on the queried rows, it makes the proposal per row
+            and is the control variate of :meth:`Selection.estimate_total`; see
+            :mod:`coreselect.surrogates`.
 
         Returns
         -------
@@ -237,19 +276,21 @@ class SensitivitySampler:
         rng = self.rng_ if seed is None else check_random_state(seed)
         lam = check_lam(lam)
         mix = check_mix(mix)
-        design = check_choice(design, "design", DESIGNS)
+        design = check_choice(self.design if design is None else design, "design", DESIGNS)
+        surrogate = check_surrogate(surrogate, self.n_samples_)
         return self._sample(losses, size, lam=lam, replace=replace, rng=rng, mix=mix,
-                            design=design)
+                            design=design, surrogate=surrogate)
 
     def _sample(self, losses: np.ndarray, size: int, *, lam, replace: bool,
-                rng: np.random.Generator, mix: float, design: str = "sensitivity") -> Selection:
+                rng: np.random.Generator, mix: float, design: str = "sensitivity",
+                surrogate: np.ndarray | None = None) -> Selection:
         """The one sample step on validated inputs."""
         state = self._fitted()
         return sample_selection(
             state.rows, query_indices=self.query_indices_, query_losses=losses,
             query_points=state.query_points, size=size, lam=lam, replace=replace, rng=rng,
             mix=mix, z=float(self.z), n_clusters=int(self.n_clusters), path=state.path,
-            exclude=state.exclude, design=design)
+            exclude=state.exclude, design=design, surrogate=surrogate, queries=self.queries_)
 
     def save(self, path, *, X=None) -> str:
         """Write the fitted state to ``path`` (``.npz`` + JSON, no pickles); see
@@ -285,7 +326,7 @@ class SensitivitySampler:
 
 # Constructor parameters saved with a plan and passed back when loading.
 _PARAMS = ("n_clusters", "z", "seed", "fit_sample_size", "max_iter", "chunk_size", "backend",
-           "memory_limit", "far_rows", "init")
+           "memory_limit", "far_rows", "design", "init")
 
 
 def sensitivity_sample(X, oracle: Callable, size: int, *, n_clusters: int, z: float = 2.0,
@@ -293,7 +334,7 @@ def sensitivity_sample(X, oracle: Callable, size: int, *, n_clusters: int, z: fl
                        batch_size: int | None = 1024,
                        cache: LossCache | str | os.PathLike | None = None,
                        progress: bool = False, mix: float = 0.0, exclude=None,
-                       design: str = "sensitivity", **fit_params) -> Selection:
+                       design: str = "auto", surrogate=None, **fit_params) -> Selection:
     """Select ``size`` weighted rows of ``X`` after asking ``oracle`` about ``n_clusters`` rows.
 
     Algorithm 1 of the paper: a (k, z)-clustering of the embeddings, the oracle's loss at the
@@ -333,8 +374,14 @@ def sensitivity_sample(X, oracle: Callable, size: int, *, n_clusters: int, z: fl
     exclude : array-like of int, optional
         Rows already labelled (a warm start): never queried, never drawn; the selection
         and its estimate cover the other rows.
-    design : {"sensitivity", "stratified"}, default="sensitivity"
-        How the ``size`` rows are drawn; see :meth:`SensitivitySampler.sample`.
+    design : {"auto", "sensitivity", "stratified"}, default="auto"
+        How the rows are drawn; see :meth:`SensitivitySampler.sample`. "sensitivity" is
+        Algorithm 1 exactly (the centers are queried); "auto" and "stratified" query one
+        random row of each cluster and count it in the sample (``size`` more are drawn;
+        ``Selection.indices`` lists the queried rows first), so that no oracle call is
+        spent outside the estimate.
+    surrogate : array-like of shape (n,), optional
+        The model's predicted loss of every row (see :mod:`coreselect.surrogates`).
     **fit_params
         Passed to :class:`SensitivitySampler` (``fit_sample_size``, ``max_iter``,
         ``chunk_size``, ``backend``, ``memory_limit``, ``far_rows``, ``init``).
@@ -369,9 +416,11 @@ def sensitivity_sample(X, oracle: Callable, size: int, *, n_clusters: int, z: fl
     lam = check_lam(lam)
     mix = check_mix(mix)
     design = check_choice(design, "design", DESIGNS)
+    surrogate = check_surrogate(surrogate, pool.n)
     if batch_size is not None:
         check_positive_int(batch_size, "batch_size")
-    sampler = SensitivitySampler(n_clusters, z=z, seed=rng, progress=progress, **fit_params)
+    sampler = SensitivitySampler(n_clusters, z=z, seed=rng, progress=progress, design=design,
+                                 **fit_params)
     sampler._check_params(pool.n)
     if exclude is not None:
         check_n_clusters(n_clusters, n_avail)
@@ -379,4 +428,4 @@ def sensitivity_sample(X, oracle: Callable, size: int, *, n_clusters: int, z: fl
     losses = ask_oracle(oracle, sampler.query_indices_, batch_size=batch_size, cache=cache,
                         progress=progress, state=sampler)
     return sampler._sample(losses, size, lam=lam, replace=replace, rng=rng, mix=mix,
-                           design=design)
+                           design=design, surrogate=surrogate)

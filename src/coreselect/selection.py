@@ -22,6 +22,8 @@ _ARRAY_FIELDS = (
     "query_losses",
     "cluster_sizes",
 )
+# Written when present; files without them (older versions) load with the defaults.
+_OPTIONAL_FIELDS = ("surrogate",)
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,10 @@ class Selection:
         The parameters used (``lam``, ``z``, the clustering cost, ...), JSON-serialisable.
     diagnostics : dict
         Figures that tell whether to trust the sample (see the docs); may be empty.
+    surrogate : ndarray of float64, shape (s,) or (0,)
+        The calibrated surrogate loss of each selected row, when the selection was drawn
+        with a ``surrogate=`` (its pool total is ``params["surrogate_total"]``); empty
+        otherwise. :meth:`estimate_total` uses it as a control variate.
 
     Examples
     --------
@@ -127,6 +133,7 @@ class Selection:
     method: str = "unknown"
     params: dict = field(default_factory=dict)
     diagnostics: dict = field(default_factory=dict)
+    surrogate: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         idx = _frozen(self.indices, np.int64)
@@ -146,6 +153,11 @@ class Selection:
         set_(self, "replace", bool(self.replace))
         set_(self, "params", dict(self.params))
         set_(self, "diagnostics", dict(self.diagnostics))
+        set_(self, "surrogate", _frozen([] if self.surrogate is None else self.surrogate,
+                                        np.float64))
+        if self.surrogate.shape[0] not in (0, s):
+            raise ValueError(f"Selection.surrogate has {self.surrogate.shape[0]} entries; "
+                             f"expected {s}, one per selected index (or none).")
         for name in ("weights", "probabilities", "centers"):
             if getattr(self, name).shape[0] != s:
                 raise ValueError(
@@ -213,27 +225,48 @@ class Selection:
         losses = np.asarray(losses)
         if losses.ndim == 1 and losses.shape[0] == self.n and self.n != self.size:
             losses = losses[self.indices]  # the whole pool's losses were given: take ours
+        m = int(self.params.get("queried_in_sample", 0))
+        if m and losses.ndim == 1 and losses.shape[0] == self.size - m:
+            # the new draws' losses only: the queried rows (listed first) are known
+            return np.concatenate([self.query_losses[:m], check_losses(
+                losses, self.indices[m:], name="losses")])
+        if m and losses.ndim == 1 and losses.shape[0] != self.size:
+            raise ValueError(
+                f"losses: {losses.shape[0]} values; expected {self.size} (one per selected "
+                f"row), {self.size - m} (the rows after the {m} queried ones, whose losses "
+                f"are known) or {self.n} (the whole pool).")
         return check_losses(losses, self.indices, name="losses")
 
-    def estimate_total(self, losses: Any, *, method: str = "weighted",
+    def estimate_total(self, losses: Any, *, method: str = "auto",
                        confidence: float = 0.95) -> Estimate:
         """Estimate the pool's total loss from the losses of the selected rows.
 
         The total covers the rows the selection could draw, plus the queried rows whose
         losses are known and were therefore not drawn (``params["known_total"]``, without
         replacement); rows excluded from the selection (already labelled) are not covered.
+        The variance is the design's own: Hansen-Hurwitz for i.i.d. draws, Hajek's
+        approximation without replacement, the stratified formula for
+        ``design="stratified"``.
 
         Parameters
         ----------
         losses : array-like of shape (s,) or (n,)
             The loss of each selected row, in the order of ``indices`` (repeats included);
-            or the losses of the whole pool, from which the selected ones are taken.
-        method : {"weighted", "difference"}, default="weighted"
+            or the losses of the whole pool, from which the selected ones are taken. When
+            the queried rows are part of the sample (``params["queried_in_sample"] = m``,
+            listed first), the losses of the other ``s - m`` rows are enough.
+        method : {"auto", "weighted", "difference", "control"}, default="auto"
             ``"weighted"``: the unbiased estimate ``sum(w * l)`` (Hansen-Hurwitz with
             replacement, Horvitz-Thompson without). ``"difference"``: uses the queried losses
             as a control variate, ``sum(l_hat) + sum(w * (l - l_hat))`` with
             ``l_hat(e) = loss(A(e))``; also unbiased, and more precise when the loss is
-            smooth in the embedding.
+            smooth in the embedding. ``"control"`` (needs a selection drawn with a
+            ``surrogate``): ``beta G + sum(w * (l - beta g))`` with ``g`` the calibrated
+            surrogate, ``G`` its total over the rows covered, and ``beta`` the coefficient
+            that minimises the estimated variance (as PPI++ tunes its power; ``beta = 0`` is
+            the weighted estimate); the interval accounts for the tuning only to first
+            order. ``"auto"``: ``"control"`` when the selection has a surrogate, else
+            ``"weighted"``.
         confidence : float, default=0.95
             Level of the interval (Student t with ``s - 1`` degrees of freedom).
 
@@ -250,11 +283,29 @@ class Selection:
         """
         if not (0 < confidence < 1):
             raise ValueError(f"confidence must lie in (0, 1); got {confidence}.")
+        methods = ("auto", "weighted", "difference", "control")
+        if method not in methods:
+            raise ValueError(f"method must be one of {list(methods)}; got {method!r}.")
+        if method == "auto":
+            method = "control" if self.surrogate.shape[0] else "weighted"
         y = self._sample_losses(losses)
         known = float(self.params.get("known_total", 0.0))
-        if method == "weighted":
+        if method == "control":
+            if self.surrogate.shape[0] == 0 and self.size:
+                raise ValueError(
+                    "method='control' needs a selection drawn with a surrogate (surrogate=); "
+                    f"this selection ({self.method!r}) has none. Use method='weighted'.")
+            g = self.surrogate
+            var_of = self._variance_of
+            v_l, v_g, v_sum = var_of(y), var_of(g), var_of(y + g)
+            beta = 0.0
+            if np.isfinite(v_g) and v_g > 0 and np.isfinite(v_sum):
+                beta = 0.5 * (v_sum - v_l - v_g) / v_g
+            y = y - beta * g
+            offset = known + beta * float(self.params.get("surrogate_total", 0.0))
+        elif method == "weighted":
             offset = known
-        elif method == "difference":
+        else:
             if self.query_indices.shape[0] == 0 or self.cluster_sizes.sum() == 0:
                 raise ValueError(
                     "method='difference' needs the queried centers' losses; this selection "
@@ -266,15 +317,19 @@ class Selection:
             offset = self.params.get("hat_covered")
             if offset is None:
                 offset = float(np.dot(self.cluster_sizes.astype(np.float64), self.query_losses))
-        else:
-            raise ValueError(f"method must be 'weighted' or 'difference'; got {method!r}.")
-        if self.params.get("design") == "stratified":
-            value, var = _stratified_estimate(y, self.weights, self.centers)
-        else:
-            value, var = _estimate(y, self.weights, self.probabilities, self.replace)
+        value, var = self._design_estimate(y)
         return _interval(offset + value, var, self.size, confidence)
 
-    def estimate_mean(self, losses: Any, *, method: str = "weighted",
+    def _design_estimate(self, y: np.ndarray) -> tuple[float, float]:
+        """The design's total of ``y`` over the sample and its variance estimate."""
+        if self.params.get("design") == "stratified":
+            return _stratified_estimate(y, self.weights, self.centers)
+        return _estimate(y, self.weights, self.probabilities, self.replace)
+
+    def _variance_of(self, y: np.ndarray) -> float:
+        return self._design_estimate(y)[1]
+
+    def estimate_mean(self, losses: Any, *, method: str = "auto",
                       confidence: float = 0.95) -> Estimate:
         """Estimate the pool's mean loss: :meth:`estimate_total` divided by the rows it covers
         (``n``, less the rows excluded from the selection, ``params["n_covered"]``)."""
@@ -290,7 +345,7 @@ class Selection:
     # ----------------------------------------------------------------- saving
     def to_dict(self) -> dict:
         """The selection as plain Python objects (lists and numbers), for JSON."""
-        out = {name: getattr(self, name).tolist() for name in _ARRAY_FIELDS}
+        out = {name: getattr(self, name).tolist() for name in _ARRAY_FIELDS + _OPTIONAL_FIELDS}
         out.update(n=self.n, replace=self.replace, method=self.method, params=self.params,
                    diagnostics=self.diagnostics)
         return out
@@ -304,7 +359,8 @@ class Selection:
                            "params": self.params, "diagnostics": self.diagnostics,
                            "format": "coreselect.Selection/1"})
         tmp = path + ".tmp.npz"
-        np.savez(tmp, meta=np.array(meta), **{name: getattr(self, name) for name in _ARRAY_FIELDS})
+        np.savez(tmp, meta=np.array(meta),
+                 **{name: getattr(self, name) for name in _ARRAY_FIELDS + _OPTIONAL_FIELDS})
         os.replace(tmp, path)
 
     @classmethod
@@ -314,6 +370,7 @@ class Selection:
             try:
                 meta = json.loads(str(data["meta"]))
                 arrays = {name: data[name] for name in _ARRAY_FIELDS}
+                arrays.update({name: data[name] for name in _OPTIONAL_FIELDS if name in data})
             except KeyError as exc:
                 raise ValueError(f"{os.fspath(path)} is not a coreselect selection file "
                                  f"(missing {exc}).") from None
@@ -346,7 +403,8 @@ def _stratified_estimate(y: np.ndarray, w: np.ndarray, strata: np.ndarray) -> tu
 
     Stratum h (the rows sharing a center) holds ``N_h`` rows of which ``n_h`` were drawn
     uniformly without replacement (weight ``N_h / n_h``): ``Var = sum_h N_h^2 (1 - n_h / N_h)
-    s_h^2 / n_h``. Strata with one draw have no ``s_h^2``: they are collapsed in pairs (by
+    s_h^2 / n_h``; a stratum drawn whole adds nothing. Strata with one draw have no
+    ``s_h^2``: they are collapsed in pairs (by
     stratum size), each group contributing ``L / (L - 1) sum (t_h - mean t)^2`` over its L
     strata with ``t_h = N_h y_h`` (conservative).
     """
@@ -356,14 +414,15 @@ def _stratified_estimate(y: np.ndarray, w: np.ndarray, strata: np.ndarray) -> tu
     sq = np.bincount(inv, weights=y * y, minlength=uniq.shape[0])
     big_n = np.bincount(inv, weights=w, minlength=uniq.shape[0])  # n_h weights N_h / n_h
     var = 0.0
-    many = counts >= 2
+    census = big_n <= counts * (1.0 + 1e-12)  # every row of the stratum drawn: no variance
+    many = (counts >= 2) & ~census
     if many.any():
         nh = counts[many].astype(np.float64)
         mean = sums[many] / nh
         s2 = np.maximum(sq[many] - nh * mean**2, 0.0) / (nh - 1)
         fpc = np.clip(1.0 - nh / big_n[many], 0.0, 1.0)
         var += float(np.sum(big_n[many] ** 2 * fpc * s2 / nh))
-    single = np.flatnonzero(~many)
+    single = np.flatnonzero(~many & ~census)
     if single.size == 1:
         return value, float("nan")
     if single.size >= 2:

@@ -31,11 +31,17 @@ from .diagnostics import selection_diagnostics
 from .selection import Selection
 
 # The sampling designs of the one sample step.
-DESIGNS = ("sensitivity", "stratified")
+DESIGNS = ("auto", "sensitivity", "stratified")
+QUERIES = ("centers", "random")
 
 __all__ = [
     "DESIGNS",
+    "QUERIES",
     "proportional_allocation",
+    "neyman_allocation",
+    "choose_design",
+    "draw_in_strata",
+    "draw_members",
     "resolve_lam",
     "block_probabilities",
     "block_masses",
@@ -209,10 +215,17 @@ def _p_stats(p: np.ndarray) -> tuple[int, float, float]:
     return int(np.count_nonzero(p <= 0)), float(p.min()), float(p.max())
 
 
+def _block_p(labels, v, losses, row_mass, lam, total, mix, n):
+    """A block's probabilities: from the centers' losses, or from per-row masses."""
+    if row_mass is None:
+        return block_probabilities(labels, v, losses, lam, total, mix, n)
+    return block_probabilities(slice(None), v, row_mass, lam, total, mix, n)
+
+
 def _iid_block(labels, v, start, arg):
     """Probabilities of one block, and the draws of the uniforms ``u`` that fell in it."""
-    losses, lam, total, mix, n, u, carry, out = arg
-    p = block_probabilities(labels, v, losses, lam, total, mix, n)
+    losses, lam, total, mix, n, u, carry, out, row_mass = arg
+    p = _block_p(labels, v, losses, row_mass, lam, total, mix, n)
     if out.size:  # excluded rows: never drawn
         p[out] = 0.0
         stats = _p_stats(np.delete(p, out))
@@ -227,10 +240,15 @@ def _iid_block(labels, v, start, arg):
 
 def _all_block(labels, v, start, arg):
     losses, lam, total, mix, n = arg[:5]
-    p = block_probabilities(labels, v, losses, lam, total, mix, n)
+    row_mass = arg[6] if len(arg) > 6 else None
+    p = _block_p(labels, v, losses, row_mass, lam, total, mix, n)
     if len(arg) > 5 and arg[5].size:
         p[arg[5]] = 0.0
     return p
+
+
+def _zero_v_block(labels, v, start, arg):
+    return int(np.count_nonzero(np.asarray(v) == 0))
 
 
 def block_masses(rows, losses: np.ndarray, lam: float) -> np.ndarray:
@@ -260,6 +278,86 @@ def _strata_block(labels, v, start, arg):
     order = np.argsort(lab, kind="stable")
     first = np.concatenate([[0], np.cumsum(np.bincount(lab, minlength=k + 1))])
     return start + order[first[strata] + ranks]
+
+
+def _available_counts(rows, out: np.ndarray) -> np.ndarray:
+    """Per block and stratum, the rows that may be drawn (``out`` removed)."""
+    avail = rows.counts.copy()
+    if out.size:
+        out_lab, _ = rows.take_rows(out)
+        out_block = np.searchsorted(rows.starts, out, side="right") - 1
+        np.add.at(avail, (out_block, out_lab), -1)
+    return avail
+
+
+def _local_out(rows, out: np.ndarray) -> list[np.ndarray]:
+    """``out`` split by block, as positions inside each block."""
+    if not out.size:
+        return [np.empty(0, dtype=np.int64)] * rows.n_blocks
+    cuts = np.searchsorted(out, rows.starts)
+    return [out[cuts[b]:cuts[b + 1]] - rows.starts[b] for b in range(rows.n_blocks)]
+
+
+def draw_in_strata(rows, alloc: np.ndarray, rng: np.random.Generator,
+                   out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``alloc[h]`` rows drawn uniformly without replacement from each stratum (cluster) h
+    of a fitted pool, skipping the sorted rows ``out``: ``(rows, strata)``, sorted by row.
+
+    The draw is made where the blocks live: each pick is a (stratum, rank) pair, sent to the
+    block holding that rank of the stratum's available rows.
+    """
+    out = np.empty(0, dtype=np.int64) if out is None else np.asarray(out, dtype=np.int64)
+    avail = _available_counts(rows, out)
+    strata_sizes = avail.sum(axis=0)
+    alloc = np.asarray(alloc, dtype=np.int64)
+    if np.any(alloc > strata_sizes):
+        raise ValueError("draw_in_strata: an allocation exceeds its stratum's available rows.")
+    size = int(alloc.sum())
+    strata = np.repeat(np.arange(alloc.shape[0]), alloc)
+    if size == 0:
+        return np.empty(0, dtype=np.int64), strata.astype(np.int64)
+    ranks = np.concatenate([rng.choice(int(N), int(a), replace=False)
+                            for N, a in zip(strata_sizes, alloc, strict=True) if a > 0])
+    cum = np.cumsum(avail, axis=0) - avail  # available rows of each stratum before block b
+    block_of = (cum[:, strata] <= ranks[None, :]).sum(axis=0) - 1
+    local_rank = ranks - cum[block_of, strata]
+    order = np.argsort(block_of, kind="stable")
+    cuts = np.searchsorted(block_of[order], np.arange(rows.n_blocks + 1))
+    local = _local_out(rows, out)
+    args = [(rows.k, local[b], strata[order[cuts[b]:cuts[b + 1]]],
+             local_rank[order[cuts[b]:cuts[b + 1]]]) for b in range(rows.n_blocks)]
+    picked = rows.map_blocks(_strata_block, args)
+    idx = np.empty(size, dtype=np.int64)
+    for b in range(rows.n_blocks):
+        idx[order[cuts[b]:cuts[b + 1]]] = picked[b]
+    sort = np.argsort(idx, kind="stable")
+    return idx[sort], strata[sort]
+
+
+def draw_members(rows, rng: np.random.Generator, exclude: np.ndarray | None = None) -> np.ndarray:
+    """One uniformly random row of every cluster (none of ``exclude``), in cluster order.
+
+    The queried rows of the designs that count them in the sample (``queries="random"``):
+    each is a uniform draw from its stratum, so its loss enters the stratified estimate like
+    any other draw.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from coreselect.pools.state import memory_rows
+    >>> rows = memory_rows(np.array([0, 0, 1, 1, 1]), np.zeros(5), 2, 5)
+    >>> m = draw_members(rows, np.random.default_rng(0))
+    >>> m.shape, bool(m[0] in (0, 1)), bool(m[1] in (2, 3, 4))
+    ((2,), True, True)
+    """
+    out = np.empty(0, dtype=np.int64) if exclude is None else np.asarray(exclude, np.int64)
+    sizes = _available_counts(rows, out).sum(axis=0)
+    if np.any(sizes <= 0):
+        raise ValueError("draw_members: a cluster has no row to draw.")
+    idx, strata = draw_in_strata(rows, np.ones(rows.k, dtype=np.int64), rng, out)
+    members = np.empty(rows.k, dtype=np.int64)
+    members[strata] = idx
+    return members
 
 
 def proportional_allocation(sizes: np.ndarray, size: int) -> np.ndarray:
@@ -310,6 +408,135 @@ def _excluded(n: int, size: int, exclude, query_indices, replace: bool) -> np.nd
     return both if n - both.shape[0] >= size else user
 
 
+def neyman_allocation(sizes: np.ndarray, spreads: np.ndarray, size: int,
+                      minimum: np.ndarray | int = 1) -> np.ndarray:
+    """Draws per stratum in proportion to ``N_h S_h`` (Neyman), capped at ``N_h``, at least
+    ``minimum`` in every non-empty stratum, rounded to sum to ``size``.
+
+    With every spread equal it is :func:`proportional_allocation`'s allocation up to ties in
+    the rounding. ``size`` must be at least the sum of the minima.
+
+    Examples
+    --------
+    >>> neyman_allocation(np.array([10, 10, 10]), np.array([1.0, 1.0, 8.0]), 10).tolist()
+    [1, 1, 8]
+    """
+    sizes = np.asarray(sizes, dtype=np.int64)
+    nonempty = sizes > 0
+    base = np.where(nonempty, np.minimum(np.broadcast_to(minimum, sizes.shape), sizes), 0)
+    base = base.astype(np.int64)
+    share = np.where(nonempty, sizes * np.maximum(np.asarray(spreads, np.float64), 0.0), 0.0)
+    if share.sum() <= 0:
+        share = sizes.astype(np.float64)
+    # continuous Neyman quota with caps: quota_h = min(N_h, c share_h), sum = size
+    quota = np.zeros(sizes.shape[0])
+    capped = ~nonempty
+    for _ in range(sizes.shape[0] + 1):
+        free = ~capped & (share > 0)
+        left = size - float(sizes[capped & nonempty].sum())
+        if not free.any() or left <= 0:
+            break
+        c = left / float(share[free].sum())
+        over = free & (c * share >= sizes)
+        if not over.any():
+            quota[free] = c * share[free]
+            break
+        capped |= over
+    quota[capped & nonempty] = sizes[capped & nonempty]
+    quota = np.maximum(quota, base)
+    alloc = np.minimum(np.maximum(np.floor(quota).astype(np.int64), base), sizes)
+    excess = int(alloc.sum()) - size
+    if excess > 0:  # the minima took too much: trim where the quota is most exceeded
+        room = alloc - base
+        order = np.argsort(quota - alloc, kind="stable")
+        order = order[room[order] > 0]
+        take = np.zeros_like(alloc)
+        for j in order:
+            if excess <= 0:
+                break
+            d = min(int(room[j]), excess)
+            take[j] = d
+            excess -= d
+        alloc -= take
+    rest = size - int(alloc.sum())
+    while rest > 0:
+        room = sizes - alloc
+        order = np.argsort(-(quota - alloc), kind="stable")
+        order = order[room[order] > 0]
+        if not order.size:
+            break
+        alloc[order[:rest]] += 1
+        rest = size - int(alloc.sum())
+    return alloc
+
+
+# The auto design: Algorithm 1 only where the queried rows show a loss that follows the
+# embedding; without that evidence the stratified design, which is never much worse than
+# uniform sampling.
+AUTO_MIN_R2 = 0.5
+AUTO_MIN_QUERIES = 10
+
+
+def choose_design(query_points, query_losses, sizes, *, surrogate_var: dict | None = None
+                  ) -> tuple[str, str]:
+    """The design ``design="auto"`` picks, and why.
+
+    Without a surrogate: ``"sensitivity"`` when at least ``AUTO_MIN_QUERIES`` rows were
+    queried and their nearest-neighbour R^2 (each queried loss predicted by the nearest
+    other queried row's, weighted by cluster size, i.e. cross-validated) is at least
+    ``AUTO_MIN_R2``: the loss is smooth in the embedding and the centers' losses are a
+    good proposal. Otherwise ``"stratified"``. With a surrogate (``surrogate_var``: the
+    predicted variance of each design under the calibrated surrogate), the design with the
+    smaller predicted variance.
+    """
+    if surrogate_var is not None:
+        best = min(surrogate_var, key=surrogate_var.get)
+        shown = ", ".join(f"{d} {v:.4g}" for d, v in surrogate_var.items())
+        return best, f"auto: smallest predicted variance under the calibrated surrogate ({shown})"
+    from .diagnostics import nearest_neighbour_r2
+
+    k = 0 if query_points is None else int(np.asarray(query_points).shape[0])
+    if k < AUTO_MIN_QUERIES:
+        return "stratified", f"auto: {k} queried rows, too few to check that the loss is smooth"
+    r2 = nearest_neighbour_r2(query_points, query_losses, weights=sizes)
+    if r2 is not None and r2 >= AUTO_MIN_R2:
+        return "sensitivity", (f"auto: nearest-neighbour R^2 of the queried losses {r2:.3f} "
+                               f">= {AUTO_MIN_R2}: the loss follows the embedding")
+    shown = "undefined" if r2 is None else f"{r2:.3f}"
+    return "stratified", (f"auto: nearest-neighbour R^2 of the queried losses {shown} < "
+                          f"{AUTO_MIN_R2}: the loss does not follow the embedding")
+
+
+def _sq_block(labels, v, start, arg):
+    """Per-stratum sums of the squared spreads of one block's rows (``out`` left out)."""
+    spread, out, k = arg
+    w = spread * spread
+    if out.size:
+        w = w.copy()
+        w[out] = 0.0
+    return np.bincount(np.asarray(labels, dtype=np.int64), weights=w, minlength=k)
+
+
+def _moment_block(labels, v, start, arg):
+    """``sum spread^2 / p`` over one block's rows (``p`` the sensitivity probabilities)."""
+    spread, lam, total, mix, n, out = arg
+    p = block_probabilities(slice(None), v, spread, lam, total, mix, n)
+    m = np.where(p > 0, spread * spread / np.where(p > 0, p, 1.0),
+                 np.where(spread > 0, np.inf, 0.0))
+    if out.size:
+        m[out] = 0.0
+    return float(m.sum())
+
+
+def _stratum_spreads(rows, spread: np.ndarray, out: np.ndarray, avail_sizes) -> np.ndarray:
+    """Each stratum's predicted root mean square residual ``sqrt(mean_h spread^2)``."""
+    local = _local_out(rows, out)
+    args = [(spread[rows.starts[b]:rows.starts[b + 1]], local[b], rows.k)
+            for b in range(rows.n_blocks)]
+    sq = np.sum(rows.map_blocks(_sq_block, args), axis=0)
+    return np.sqrt(sq / np.maximum(avail_sizes, 1))
+
+
 def sample_selection(rows, *, query_indices: np.ndarray, query_losses: np.ndarray,
                      query_points, size: int, lam, replace: bool, rng: np.random.Generator,
                      mix: float = 0.0, z: float = 2.0, n_clusters: int | None = None,
@@ -317,7 +544,8 @@ def sample_selection(rows, *, query_indices: np.ndarray, query_losses: np.ndarra
                      lam_rule: str | None = None, params: dict | None = None,
                      holder_quantile: float = 0.9, theorem: str = "Theorem 5",
                      exclude: np.ndarray | None = None,
-                     design: str = "sensitivity") -> Selection:
+                     design: str = "sensitivity", surrogate: np.ndarray | None = None,
+                     queries: str = "centers") -> Selection:
     """Draw the weighted sample of a fitted pool and build its :class:`Selection`.
 
     Rows in ``exclude`` (e.g. rows already labelled) are never drawn: the sample and its
@@ -334,7 +562,7 @@ def sample_selection(rows, *, query_indices: np.ndarray, query_losses: np.ndarra
     query_points : ndarray of shape (k, d) or None
         Their embeddings (for the diagnostics).
     size : int
-        s.
+        s, the rows to draw (new oracle calls).
     lam : float or "auto"
         The weight of the distances; with ``lam_rule`` given it is used as it is.
     replace : bool
@@ -360,14 +588,26 @@ def sample_selection(rows, *, query_indices: np.ndarray, query_losses: np.ndarra
         The bound the diagnostics report.
     exclude : ndarray of int64, optional
         Sorted rows never to draw (validated by the caller).
-    design : {"sensitivity", "stratified"}, default="sensitivity"
+    design : {"sensitivity", "stratified", "auto"}, default="sensitivity"
         "sensitivity": Algorithm 1 (draws with probability ``p``). "stratified": the
-        clusters are strata; the queried centers are a take-all stratum (known losses); the
-        ``size`` draws are allocated to the clusters in proportion to their sizes (at least
-        one each: ``size`` must be at least the number of non-empty clusters) and drawn
-        uniformly without replacement inside each; weights ``N_h / n_h``, and
-        :meth:`Selection.estimate_total` uses the stratified variance. ``lam`` and ``mix`` do
-        not enter this design.
+        clusters are strata, drawn uniformly without replacement inside each (weights
+        ``N_h / n_h``; :meth:`Selection.estimate_total` uses the stratified variance); the
+        allocation is proportional to the cluster sizes, or Neyman (``N_h S_h``, ``S_h``
+        the surrogate's predicted spread) with a surrogate, at least one draw per
+        non-empty cluster; ``lam`` and ``mix`` do not enter. With ``queries="centers"``
+        the queried centers are a take-all stratum (known losses) and ``size`` rows are
+        drawn; with ``queries="random"`` each queried row is the first uniform draw of its
+        cluster, belongs to the sample (listed first in ``indices``) and ``size`` more are
+        drawn. "auto": :func:`choose_design` decides (``params["design_rule"]`` says why).
+    surrogate : ndarray of shape (n,), optional
+        A predicted loss >= 0 for every row (validated by the caller). Calibrated on the
+        queried rows (:func:`coreselect.surrogates.calibrate_surrogate`); its predicted
+        spread replaces the centers' losses in the proposal, row by row (``p ~ spread(e) +
+        lam v(e)``); the calibrated values are kept in ``Selection.surrogate`` for the
+        control-variate estimate.
+    queries : {"centers", "random"}, default="centers"
+        What the queried rows are: the clustering's centers (Algorithm 1) or one uniformly
+        random member of each cluster (:func:`draw_members`).
 
     Returns
     -------
@@ -375,77 +615,241 @@ def sample_selection(rows, *, query_indices: np.ndarray, query_losses: np.ndarra
         With ``diagnostics`` (:func:`coreselect.diagnostics.selection_diagnostics`).
     """
     losses = np.asarray(query_losses, dtype=np.float64)
+    query_indices = np.asarray(query_indices, dtype=np.int64)
+    n = rows.n
+    sizes = rows.sizes
+    members = queries == "random"
+    user_out = (np.empty(0, dtype=np.int64) if exclude is None
+                else np.asarray(exclude, dtype=np.int64))
+    fit = ghat = spread = None
+    if surrogate is not None:
+        from .surrogates import calibrate_surrogate
+
+        surrogate = np.asarray(surrogate, dtype=np.float64)
+        fit = calibrate_surrogate(surrogate[query_indices], losses, weights=sizes)
+        ghat, spread = fit.predict(surrogate), fit.spread(surrogate)
+    design_rule = "given"
+    if design == "auto":
+        predicted = None
+        if surrogate is not None:
+            predicted = _predicted_variances(rows, spread, size=size, lam=lam, mix=mix,
+                                             exclude=exclude, query_indices=query_indices,
+                                             replace=replace, members=members)
+        design, design_rule = choose_design(query_points, losses, sizes,
+                                            surrogate_var=predicted)
+        room = n - np.union1d(user_out, query_indices).shape[0]
+        if design == "stratified" and size > room:
+            design, design_rule = "sensitivity", (
+                f"auto: size={size} is more than the {room} rows a draw without replacement "
+                "can take")
+        elif (design == "stratified" and not members
+              and size < int(np.count_nonzero(sizes))):
+            design, design_rule = "sensitivity", (
+                f"auto: size={size} is less than one draw per cluster")
+    common = dict(query_indices=query_indices, losses=losses, query_points=query_points,
+                  size=size, rng=rng, z=z, n_clusters=n_clusters, method=method, path=path,
+                  holder_quantile=holder_quantile, theorem=theorem, user_out=user_out,
+                  ghat=ghat, spread=spread, fit=fit, members=members)
+    if design == "stratified":
+        sel_parts = _stratified_draw(rows, mix=mix, **common)
+    else:
+        sel_parts = _sensitivity_draw(rows, lam=lam, replace=replace, mix=mix,
+                                      lam_rule=lam_rule, **common)
+    sel_kwargs, out_params, diagnostics = sel_parts
+    out_params["design_rule"] = design_rule
+    out_params["queries"] = queries
+    if params:
+        out_params.update(params)
+    return Selection(**sel_kwargs, n=n, query_indices=query_indices, query_losses=losses,
+                     cluster_sizes=sizes, method=method, params=out_params,
+                     diagnostics=diagnostics)
+
+
+def _predicted_variances(rows, spread, *, size, lam, mix, exclude, query_indices, replace,
+                         members) -> dict:
+    """The variance each design would have if the calibrated surrogate were right: the
+    residual ``l - g_hat`` of row e has mean 0 and mean square ``spread(e)^2``."""
+    out = _excluded(rows.n, size, exclude, query_indices, replace and not members)
+    avail = _available_counts(rows, out).sum(axis=0)
+    s_h = _stratum_spreads(rows, spread, out, avail)
+    n_strata = int(np.count_nonzero(avail))
+    result = {}
+    if size >= n_strata:
+        alloc = neyman_allocation(avail, s_h, size)
+        pos = alloc > 0
+        fpc = 1.0 - alloc[pos] / avail[pos]
+        result["stratified"] = float(np.sum(avail[pos] ** 2 * s_h[pos] ** 2 * fpc / alloc[pos]))
+    out_s = _excluded(rows.n, size, exclude, query_indices, replace)
+    keep = np.ones(rows.n, dtype=bool)
+    keep[out_s] = False
+    sp = np.where(keep, spread, 0.0)
+    cost = float(rows.cost) - float(rows.take_rows(out_s)[1].sum()) if out_s.size else rows.cost
+    lam_value = 0.0 if lam == "auto" else resolve_lam(lam, float(sp.sum()), max(cost, 0.0))[0]
+    total = float(sp.sum()) + lam_value * max(cost, 0.0)
+    if total > 0:
+        local = _local_out(rows, out_s)
+        args = [(sp[rows.starts[b]:rows.starts[b + 1]], lam_value, total, mix,
+                 int(keep.sum()), local[b]) for b in range(rows.n_blocks)]
+        moment = float(np.sum(rows.map_blocks(_moment_block, args)))
+        result["sensitivity"] = moment / size
+    return result or {"stratified": 0.0}
+
+
+def _params(losses, sizes, cost, hat_total, size, lam, lam_rule, z, k, n_clusters, mix, path,
+            design) -> dict:
+    return {"lam": lam, "lam_rule": lam_rule, "z": float(z),
+            "n_clusters": int(k if n_clusters is None else n_clusters), "cost": float(cost),
+            "hat_total": hat_total, "size": int(size), "mix": float(mix), "path": path,
+            "design": design}
+
+
+def _surrogate_params(out_params, fit, ghat, covered_mask_total) -> None:
+    if fit is not None:
+        out_params["surrogate"] = fit.to_dict()
+        out_params["surrogate_total"] = float(covered_mask_total)
+
+
+def _coverage_params(out_params, n, user_out, known_total, hat_total) -> None:
+    out_params.update({"excluded": int(user_out.shape[0]), "n_covered": int(n - user_out.shape[0]),
+                       "known_total": float(known_total),
+                       "hat_covered": float(hat_total + known_total)})
+
+
+def _stratified_draw(rows, *, mix, query_indices, losses, query_points, size, rng, z,
+                     n_clusters, method, path, holder_quantile, theorem, user_out, ghat,
+                     spread, fit, members):
+    """The stratified design: the clusters as strata, uniform draws without replacement."""
+    n, k = rows.n, int(query_indices.shape[0])
+    sizes = rows.sizes
+    known_rows = np.empty(0, dtype=np.int64) if members else query_indices
+    out = np.union1d(user_out, query_indices)
+    if n - out.shape[0] < size:
+        raise ValueError(f"design='stratified': size={size} rows asked for but only "
+                         f"{n - out.shape[0]} rows are neither queried nor excluded.")
+    avail = _available_counts(rows, out).sum(axis=0)   # per stratum, queried rows removed
+    if members:
+        strata_sizes = avail + 1   # the member belongs to its stratum's sample
+        total_draws, minimum = size + k, 1
+    else:
+        strata_sizes = avail
+        total_draws, minimum = size, 1
+    nonempty = int(np.count_nonzero(strata_sizes))
+    if not members and size < nonempty:
+        raise ValueError(
+            f"design='stratified' draws at least one row in each of the {nonempty} "
+            f"non-empty clusters; got size={size}. Raise size or lower n_clusters."
+        )
+    if spread is not None:
+        s_h = _stratum_spreads(rows, spread, user_out if members else out,
+                               strata_sizes)
+        alloc = neyman_allocation(strata_sizes, s_h, total_draws, minimum)
+        allocation = "neyman (surrogate spreads)"
+    else:
+        alloc = proportional_allocation(strata_sizes, total_draws)
+        allocation = "proportional"
+    extra = alloc - 1 if members else alloc
+    idx, strata = draw_in_strata(rows, extra, rng, out)
+    if members:
+        idx = np.concatenate([query_indices, idx])
+        strata = np.concatenate([np.arange(k), strata])
+    prob = alloc[strata] / strata_sizes[strata]
+    weights = 1.0 / prob
+    hat_total = float(np.dot(sizes.astype(np.float64), losses))
+    known_total = 0.0 if members else float(losses.sum())
+    hat_total -= 0.0 if not user_out.size else float(losses[rows.take_rows(user_out)[0]].sum())
+    hat_total -= known_total
+    gone = user_out if members else out
+    cost = float(rows.cost) - (float(rows.take_rows(gone)[1].sum()) if gone.size else 0.0)
+    cost = max(cost, 0.0)
+    out_params = _params(losses, sizes, cost, hat_total, size, 0.0,
+                         "not used by design='stratified'", z, k, n_clusters, mix, path,
+                         "stratified")
+    out_params.update({"allocation": allocation, "strata": int(np.count_nonzero(alloc)),
+                       "queried_in_sample": k if members else 0})
+    _coverage_params(out_params, n, user_out, known_total, hat_total)
+    g_sel = None
+    if ghat is not None:
+        cover = np.ones(n, dtype=bool)
+        cover[user_out] = False
+        cover[known_rows] = False
+        g_sel = ghat[idx]
+        _surrogate_params(out_params, fit, ghat, float(ghat[cover].sum()))
+    n_draws = int(idx.shape[0])
+    stats = (int(np.count_nonzero(strata_sizes[alloc == 0])),
+             float(prob.min()) / n_draws if n_draws else 0.0,
+             float(prob.max()) / n_draws if n_draws else 0.0)
+    diagnostics = selection_diagnostics(
+        p_summary=(n - gone.shape[0],) + stats, indices=idx, weights=weights,
+        query_points=query_points, query_losses=losses, cluster_sizes=sizes, cost=cost,
+        hat_total=hat_total, lam=0.0, lam_rule="not used", z=z, size=n_draws, replace=False,
+        mix=0.0, holder_quantile=holder_quantile, theorem=theorem)
+    diagnostics["design"] = "stratified"
+    diagnostics["warnings"] = []
+    diagnostics["estimation_verdict"] = diagnostics["verdict"] = (
+        f"For estimating the total loss: stratified by the clusters ({allocation} allocation"
+        + (", the queried rows counted as the first draw of their cluster" if members
+           else ", the queried centers known exactly")
+        + "): unbiased, with a variance at most a uniform sample's of the same size up to "
+          "the rounding of the allocation.")
+    return (dict(indices=idx, weights=weights, probabilities=prob,
+                 centers=query_indices[strata], replace=False, surrogate=g_sel),
+            out_params, diagnostics)
+
+
+def _sensitivity_draw(rows, *, lam, replace, mix, lam_rule, query_indices, losses,
+                      query_points, size, rng, z, n_clusters, method, path, holder_quantile,
+                      theorem, user_out, ghat, spread, fit, members):
+    """Algorithm 1's draw: probabilities from the queried losses (or the surrogate's
+    per-row spreads) and the distances, i.i.d. or without replacement."""
     n = rows.n
     sizes = rows.sizes
     cost = rows.cost
-    hat_total = float(np.dot(sizes.astype(np.float64), losses))
-    if design == "stratified":
-        replace = False
-    out = _excluded(n, size, exclude, query_indices, replace)
-    n_user_out = 0 if exclude is None else int(np.asarray(exclude).shape[0])
+    out = _excluded(n, size, user_out if user_out.size else None, query_indices, replace)
+    local = _local_out(rows, out)
+    n_avail = n - out.shape[0]
+    row_mass = None
+    if spread is not None:
+        row_mass = spread.copy()
+        row_mass[out] = 0.0
+        hat_total = float(row_mass.sum())
+    else:
+        hat_total = float(np.dot(sizes.astype(np.float64), losses))
     if out.size:
         out_lab, out_v = rows.take_rows(out)
         out_block = np.searchsorted(rows.starts, out, side="right") - 1
-        hat_total -= float(losses[out_lab].sum())
-        cost -= float(out_v.sum())
-        cost = max(cost, 0.0)
-    n_avail = n - out.shape[0]
-    if lam_rule is None:
+        if row_mass is None:
+            hat_total -= float(losses[out_lab].sum())
+        cost = max(cost - float(out_v.sum()), 0.0)
+    if lam_rule is None and row_mass is not None and lam == "auto":
+        lam_value, lam_rule = 0.0, ("auto with a surrogate: 0, each row has its own "
+                                    "predicted spread (with a floor)")
+    elif lam_rule is None:
         lam_value, lam_rule = resolve_lam(lam, hat_total, cost)
     else:
         lam_value = float(lam)
-    masses = block_masses(rows, losses, lam_value)
+    if row_mass is None:
+        masses = block_masses(rows, losses, lam_value)
+    else:
+        masses = (np.add.reduceat(row_mass, rows.starts[:-1]) * (np.diff(rows.starts) > 0)
+                  if n else np.zeros(rows.n_blocks)) + lam_value * rows.vsum
     block_rows = np.diff(rows.starts).astype(np.float64)
-    local = [np.empty(0, dtype=np.int64)] * rows.n_blocks
     if out.size:
-        masses = masses - np.bincount(out_block, weights=losses[out_lab] + lam_value * out_v,
-                                      minlength=rows.n_blocks)
-        masses = np.maximum(masses, 0.0)
+        own = lam_value * out_v if row_mass is not None else losses[out_lab] + lam_value * out_v
+        masses = np.maximum(masses - np.bincount(out_block, weights=own,
+                                                 minlength=rows.n_blocks), 0.0)
         block_rows -= np.bincount(out_block, minlength=rows.n_blocks)
-        cuts = np.searchsorted(out, rows.starts)
-        local = [out[cuts[b]:cuts[b + 1]] - rows.starts[b] for b in range(rows.n_blocks)]
     total = float(masses.sum())
-    d_losses, d_lam, d_mix = losses, lam_value, mix
+    d_losses, d_lam, d_mix, d_mass = losses, lam_value, mix, row_mass
     if not _checked_total(total):
         _zero_mass_warning()
         d_losses, d_lam, d_mix, total = np.zeros_like(losses), 0.0, 1.0, 1.0
+        d_mass = None
         masses = np.zeros_like(masses)
-    if design == "stratified":
-        avail = rows.counts.copy()
-        if out.size:
-            np.add.at(avail, (out_block, out_lab), -1)
-        strata_sizes = avail.sum(axis=0)
-        nonempty = int(np.count_nonzero(strata_sizes))
-        if size < nonempty:
-            raise ValueError(
-                f"design='stratified' draws at least one row in each of the {nonempty} "
-                f"non-empty clusters; got size={size}. Raise size or lower n_clusters."
-            )
-        alloc = proportional_allocation(strata_sizes, size)
-        size = int(alloc.sum())
-        strata = np.repeat(np.arange(alloc.shape[0]), alloc)
-        ranks = np.concatenate([rng.choice(int(N), int(a), replace=False)
-                                for N, a in zip(strata_sizes, alloc, strict=True) if a > 0]
-                               ) if size else np.empty(0, dtype=np.int64)
-        cum = np.cumsum(avail, axis=0) - avail  # available rows of each stratum before block b
-        block_of = (cum[:, strata] <= ranks[None, :]).sum(axis=0) - 1
-        local_rank = ranks - cum[block_of, strata]
-        order = np.argsort(block_of, kind="stable")
-        cuts = np.searchsorted(block_of[order], np.arange(rows.n_blocks + 1))
-        args = [(rows.k, local[b], strata[order[cuts[b]:cuts[b + 1]]],
-                 local_rank[order[cuts[b]:cuts[b + 1]]]) for b in range(rows.n_blocks)]
-        picked = rows.map_blocks(_strata_block, args)
-        idx = np.empty(size, dtype=np.int64)
-        for b in range(rows.n_blocks):
-            idx[order[cuts[b]:cuts[b + 1]]] = picked[b]
-        sort = np.argsort(idx, kind="stable")
-        idx, strata = idx[sort], strata[sort]
-        prob = alloc[strata] / strata_sizes[strata]
-        weights = 1.0 / prob
-        labs = strata
-        stats = [(int(np.count_nonzero(strata_sizes[alloc == 0])), float(prob.min()) / size,
-                  float(prob.max()) / size)] if size else [(0, 0.0, 0.0)]
-    elif replace:
+
+    def mass_of(b):
+        return None if d_mass is None else d_mass[rows.starts[b]:rows.starts[b + 1]]
+
+    if replace:
         shares = masses / total
         if d_mix:  # p = mix / n + (1 - mix) p, block by block (over the rows not excluded)
             shares = (1.0 - d_mix) * shares + d_mix * block_rows / n_avail
@@ -455,7 +859,7 @@ def sample_selection(rows, *, query_indices: np.ndarray, query_losses: np.ndarra
         order = np.argsort(block_of, kind="stable")
         cuts = np.searchsorted(block_of[order], np.arange(rows.n_blocks + 1))
         args = [(d_losses, d_lam, total, d_mix, n_avail, u[order[cuts[b]:cuts[b + 1]]],
-                 0.0 if b == 0 else float(bounds[b - 1]), local[b])
+                 0.0 if b == 0 else float(bounds[b - 1]), local[b], mass_of(b))
                 for b in range(rows.n_blocks)]
         results = rows.map_blocks(_iid_block, args)
         idx = np.empty(size, dtype=np.int64)
@@ -468,7 +872,8 @@ def sample_selection(rows, *, query_indices: np.ndarray, query_losses: np.ndarra
         stats = [st for st, _ in results]
         weights = 1.0 / (size * prob)
     else:
-        args = [(d_losses, d_lam, total, d_mix, n_avail, local[b]) for b in range(rows.n_blocks)]
+        args = [(d_losses, d_lam, total, d_mix, n_avail, local[b], mass_of(b))
+                for b in range(rows.n_blocks)]
         p = np.concatenate(rows.map_blocks(_all_block, args)) if rows.n_blocks else np.empty(0)
         eligible = None
         if out.size:
@@ -482,48 +887,38 @@ def sample_selection(rows, *, query_indices: np.ndarray, query_losses: np.ndarra
         del pi
         labs = rows.take(idx)
         weights = 1.0 / prob
-    p_summary = (n, sum(st[0] for st in stats), min(st[1] for st in stats),
+    p_summary = (n_avail, sum(st[0] for st in stats), min(st[1] for st in stats),
                  max(st[2] for st in stats))
     k = int(query_indices.shape[0])
-    out_params = {
-        "lam": lam_value, "lam_rule": lam_rule, "z": float(z),
-        "n_clusters": int(k if n_clusters is None else n_clusters), "cost": float(cost),
-        "hat_total": hat_total, "size": int(size), "mix": float(mix), "path": path,
-    }
-    if design == "stratified":
-        out_params.update({"design": "stratified", "allocation": "proportional",
-                           "strata": int(np.count_nonzero(alloc)), "lam": 0.0,
-                           "lam_rule": "not used by design='stratified'"})
-    else:
-        out_params["design"] = "sensitivity"
+    out_params = _params(losses, sizes, cost, hat_total, size, lam_value, lam_rule, z, k,
+                         n_clusters, mix, path, "sensitivity")
+    if row_mass is not None:
+        out_params["proposal"] = "surrogate spread per row + lam v"
+    known_rows = np.empty(0, dtype=np.int64)
     if out.size:
-        known = np.setdiff1d(np.asarray(query_indices, dtype=np.int64),
-                             np.asarray(exclude if exclude is not None else [], dtype=np.int64))
-        pos = np.searchsorted(np.sort(query_indices), known)
+        known_rows = np.setdiff1d(query_indices, user_out)
+        queried_out = not replace and known_rows.size and np.isin(known_rows, out).all()
+        if not queried_out:
+            known_rows = np.empty(0, dtype=np.int64)
+        pos = np.searchsorted(np.sort(query_indices), known_rows)
         order_q = np.argsort(query_indices, kind="stable")
-        queried_out = not replace and known.size and np.isin(known, out).all()
-        known_total = float(losses[order_q[pos]].sum()) if queried_out else 0.0
-        out_params.update({"excluded": int(n_user_out), "n_covered": int(n - n_user_out),
-                           "known_total": known_total,
-                           "hat_covered": hat_total + known_total})
-    if params:
-        out_params.update(params)
-    p_summary = (n_avail, p_summary[1], p_summary[2], p_summary[3])
+        known_total = float(losses[order_q[pos]].sum()) if known_rows.size else 0.0
+        hat_known = hat_total if row_mass is not None else hat_total + known_total
+        _coverage_params(out_params, n, user_out, known_total, hat_known - known_total)
+    g_sel = None
+    if ghat is not None:
+        cover = np.ones(n, dtype=bool)
+        cover[user_out] = False
+        cover[known_rows] = False
+        g_sel = ghat[idx]
+        _surrogate_params(out_params, fit, ghat, float(ghat[cover].sum()))
+    zeros = int(np.sum(rows.map_blocks(_zero_v_block, [None] * rows.n_blocks)))
+    zeros -= int(np.count_nonzero(rows.take_rows(query_indices)[1] == 0))
     diagnostics = selection_diagnostics(
         p_summary=p_summary, indices=idx, weights=weights, query_points=query_points,
         query_losses=losses, cluster_sizes=sizes, cost=cost, hat_total=hat_total,
         lam=lam_value, lam_rule=lam_rule, z=z, size=size, replace=replace, mix=mix,
-        holder_quantile=holder_quantile, theorem=theorem)
-    if design == "stratified":
-        diagnostics["design"] = "stratified"
-        diagnostics["warnings"] = []
-        diagnostics["verdict"] = (
-            "Stratified by the clusters (proportional allocation, the queried centers known "
-            "exactly): unbiased, with a variance at most a uniform sample's of the same size "
-            "up to the rounding of the allocation.")
-    return Selection(
-        indices=idx, weights=weights, probabilities=prob, n=n,
-        centers=np.asarray(query_indices)[labs], query_indices=query_indices,
-        query_losses=losses, cluster_sizes=sizes, replace=replace, method=method,
-        params=out_params, diagnostics=diagnostics,
-    )
+        holder_quantile=holder_quantile, theorem=theorem, coincident_rows=max(zeros, 0))
+    return (dict(indices=idx, weights=weights, probabilities=prob,
+                 centers=query_indices[labs], replace=replace, surrogate=g_sel),
+            out_params, diagnostics)

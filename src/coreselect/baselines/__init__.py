@@ -14,6 +14,7 @@ _NAMES = {
     "least_confidence": ".uncertainty",
     "entropy": ".uncertainty",
     "badge": ".badge",
+    "cluster_margin": ".cluster_margin",
     "leverage_scores": ".leverage",
     "sketched_leverage_scores": ".leverage",
     "leverage_sample": ".leverage",
@@ -38,6 +39,7 @@ def __dir__():
 
 
 # These submodules share their function's name: importing one (from any module) would leave
-# the module object under that name, so the functions are bound now (both are light).
+# the module object under that name, so the functions are bound now (all are light).
 from .badge import badge  # noqa: E402, F401
+from .cluster_margin import cluster_margin  # noqa: E402, F401
 from .uniform import uniform  # noqa: E402, F401

@@ -29,7 +29,8 @@ from .._validation import (
     iter_chunks,
 )
 from ..selection import Selection
-from ..sensitivity import draw_sample
+from ..sensitivity import draw_sample, draw_without_replacement, inclusion_probabilities
+from .uniform import available_rows
 
 __all__ = ["leverage_scores", "sketched_leverage_scores", "leverage_sample"]
 
@@ -251,7 +252,7 @@ def sketched_leverage_scores(A, *, sketch: str = "countsketch", sketch_size: int
 
 
 def leverage_sample(A, size: int, *, method: str = "exact", replace: bool = True, seed=None,
-                    scores=None, **score_params) -> Selection:
+                    scores=None, exclude=None, **score_params) -> Selection:
     """Sample rows of A with probability proportional to their leverage scores.
 
     Parameters
@@ -267,6 +268,10 @@ def leverage_sample(A, size: int, *, method: str = "exact", replace: bool = True
     seed : None, int or numpy.random.Generator
     scores : array-like of shape (n,), optional
         Precomputed leverage scores (then ``method`` only names the selection).
+    exclude : array-like of int, optional
+        Rows that must not be drawn (e.g. the ones already labelled). The scores are those of
+        the whole of A; the excluded rows get probability 0 and the others share the mass
+        (the weights then estimate totals over the rows not excluded).
     **score_params
         Passed to the score function (``sketch``, ``sketch_size``, ``rtol``...).
 
@@ -286,7 +291,11 @@ def leverage_sample(A, size: int, *, method: str = "exact", replace: bool = True
     rng = check_random_state(seed)
     A = check_embeddings(A, name="A")
     n = A.shape[0]
-    size = check_size(size, n, replace=replace)
+    rows = available_rows(n, exclude)
+    pool = n if rows is None else int(rows.shape[0])
+    if pool == 0:
+        raise ValueError(f"exclude covers all n={n} rows; nothing is left to draw.")
+    size = check_size(size, pool, replace=replace)
     if method not in ("exact", "sketched"):
         raise ValueError(f"method must be 'exact' or 'sketched'; got {method!r}.")
     if scores is None:
@@ -303,9 +312,27 @@ def leverage_sample(A, size: int, *, method: str = "exact", replace: bool = True
     total = float(h.sum())
     if not total > 0:
         raise ValueError("all leverage scores are 0 (A is zero); nothing to sample.")
-    p = h / total
-    idx, prob, weights = draw_sample(p, size, replace, rng)
+    if rows is None:
+        p = h / total
+        idx, prob, weights = draw_sample(p, size, replace, rng)
+    else:
+        p = np.zeros(n)
+        p[rows] = h[rows]
+        kept = float(p.sum())
+        if not kept > 0:  # every row left has score 0: uniform over them
+            p[rows] = 1.0
+            kept = float(pool)
+        p /= kept
+        if replace:
+            idx, prob, weights = draw_sample(p, size, replace, rng)
+        else:
+            eligible = np.zeros(n, dtype=bool)
+            eligible[rows] = True
+            pi = inclusion_probabilities(p, size, eligible)
+            idx = draw_without_replacement(pi, rng)
+            prob = pi[idx]
+            weights = 1.0 / prob
     name = "leverage" if method == "exact" else "leverage-sketched"
     return Selection(indices=idx, weights=weights, probabilities=prob, n=n, replace=replace,
                      method=name, params={"method": method, "size": int(size),
-                                          "score_total": total})
+                                          "score_total": total, "n_excluded": n - pool})

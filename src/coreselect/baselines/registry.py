@@ -8,18 +8,50 @@ Experiments and the command line ask for a strategy by name::
 The convention: ``size`` first; then keyword-only inputs, of which each strategy uses the
 ones it needs (``STRATEGIES[name]["requires"]``) and ignores the others:
 
-- ``X``: (n, d) embeddings (k-center, BADGE's penultimate layer, sensitivity, leverage);
+- ``X``: (n, d) embeddings (k-center, BADGE's penultimate layer, Cluster-Margin's
+  clustering, sensitivity, leverage);
 - ``probs``: (n, C) class probabilities of the current model (margin, least confidence,
-  entropy, BADGE);
+  entropy, BADGE, Cluster-Margin);
 - ``oracle``: ``oracle(indices) -> losses`` (sensitivity);
 - ``n``: the pool size, for uniform when neither ``X`` nor ``probs`` is given;
-- ``labelled``: rows already labelled. They are never selected again, and k-center treats
-  them as centers; ``"sensitivity"`` and ``"leverage"`` sample the whole pool and refuse it;
+- ``labelled``: rows already labelled (distinct, in ``[0, n)``, not all of them; checked
+  here, with errors that name ``labelled``). They are never selected again; k-center treats
+  them as centers; sensitivity neither queries nor draws them;
 - ``seed``: None, an int or a Generator;
 - ``**options``: passed to the strategy's function (``replace``, ``outliers``,
-  ``n_clusters``, ``chunk_size``, ...).
+  ``n_clusters``, ``margin_multiple``, ``chunk_size``, ...).
+
+``size`` is the number of new labels, the same for every strategy: ``size`` distinct rows,
+none of them in ``labelled``; for ``"sensitivity"`` the queried centers count (``size - k``
+rows drawn without replacement besides the ``k`` centers); ``"leverage"`` draws ``size``
+distinct rows (``replace=False``) unless ``replace=True`` is passed.
 
 Every strategy returns a :class:`coreselect.Selection` whose ``method`` is its name.
+
+Active learning in rounds (select -> label -> retrain) is a short loop over a strategy and
+:func:`coreselect.ask_oracle` with a :class:`coreselect.LossCache`, which asks each label
+once (``LossCache("labels.csv")`` keeps the answers on disk, so a stopped loop goes on
+without asking again):
+
+>>> import numpy as np
+>>> from sklearn.linear_model import LogisticRegression
+>>> from coreselect import LossCache, ask_oracle
+>>> rng = np.random.default_rng(0)
+>>> X = rng.normal(size=(500, 5))
+>>> y = (X[:, 0] + X[:, 1] > 0).astype(int)      # what the person who labels would say
+>>> cache = LossCache()
+>>> ask = lambda rows: ask_oracle(lambda i: y[i], rows, cache=cache).astype(int)
+>>> labelled = rng.choice(500, 20, replace=False)  # the warm start
+>>> ask(labelled).shape
+(20,)
+>>> select = get_strategy("cluster_margin")
+>>> for r in range(3):
+...     model = LogisticRegression().fit(X[labelled], ask(labelled))  # from the cache
+...     sel = select(20, X=X, probs=model.predict_proba(X), labelled=labelled, seed=r)
+...     _ = ask(sel.indices)                          # the round's 20 new labels
+...     labelled = np.concatenate([labelled, sel.indices])
+>>> len(cache), np.unique(labelled).size          # 80 labels, each asked once
+(80, 80)
 """
 
 from __future__ import annotations
@@ -27,6 +59,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 
+from .._validation import check_exclude, check_positive_int
 from ..selection import Selection
 
 __all__ = ["STRATEGIES", "get_strategy"]
@@ -62,6 +95,12 @@ STRATEGIES: dict[str, dict] = {
         "requires": ("probs", "X"),
         "function": "coreselect.baselines.badge",
     },
+    "cluster_margin": {
+        "description": "Cluster-Margin (Citovsky et al. 2021): lowest-margin rows, round-robin "
+                       "over their k-means clusters, smallest first",
+        "requires": ("probs", "X"),
+        "function": "coreselect.baselines.cluster_margin",
+    },
     "sensitivity": {
         "description": "sensitivity sampling (Algorithm 1): loss at k centers, then weighted draws",
         "requires": ("X", "oracle"),
@@ -80,6 +119,8 @@ _ALIASES = {
     "coreset": "kcenter",
     "sensitivity_sample": "sensitivity",
     "leverage_sample": "leverage",
+    "cluster-margin": "cluster_margin",
+    "clustermargin": "cluster_margin",
 }
 
 _INPUT_HELP = {
@@ -95,27 +136,19 @@ def _need(name: str, inputs: dict, *keys: str) -> None:
             raise ValueError(f"strategy {name!r} needs {_INPUT_HELP[key]}; got None.")
 
 
-def _no_labelled(name: str, labelled) -> None:
-    if labelled is not None:
-        raise ValueError(
-            f"strategy {name!r} samples the whole pool and does not take labelled; got "
-            f"{len(labelled)} rows. Pass labelled=None."
-        )
-
-
 def _function(name: str) -> Callable:
     module, _, attr = STRATEGIES[name]["function"].rpartition(".")
     return getattr(importlib.import_module(module), attr)
 
 
-def _pool_size(n, X, probs) -> int:
+def _pool_size(n, X, probs, name: str = "uniform") -> int:
     for arr in (X, probs):
         if arr is not None:
             shape = getattr(arr, "shape", None)
             return int(shape[0]) if shape is not None else len(arr)
     if n is None:
         raise ValueError(
-            "strategy 'uniform' needs the pool size: pass n, X or probs; got none of them."
+            f"strategy {name!r} needs the pool size: pass n, X or probs; got none of them."
         )
     return n
 
@@ -126,36 +159,36 @@ def _make(name: str) -> Callable[..., Selection]:
     def select(size: int, *, X=None, probs=None, oracle=None, n=None, labelled=None,
                seed=None, **options) -> Selection:
         inputs = {"X": X, "probs": probs, "oracle": oracle}
+        for key in STRATEGIES[name]["requires"]:
+            if key in inputs and not (key == "X" and options.get("clusters") is not None):
+                _need(name, inputs, key)
+        pool_n = _pool_size(n, X, probs, name)
+        if "probs" in STRATEGIES[name]["requires"] and X is not None and probs is not None:
+            rows = [int(getattr(a, "shape", (len(a),))[0]) for a in (X, probs)]
+            if rows[0] != rows[1]:
+                raise ValueError(f"X and probs must have one row per pool row; got {rows[0]} "
+                                 f"rows in X and {rows[1]} in probs.")
+        labelled = check_exclude(labelled, pool_n, name="labelled")
+        if options.get("replace") is not True:  # size distinct new rows
+            size = check_positive_int(size, "size")
+            free = pool_n - (0 if labelled is None else labelled.shape[0])
+            if size > free:
+                raise ValueError(
+                    f"size must be at most the {free} rows not labelled (n={pool_n}, "
+                    f"{pool_n - free} labelled); got {size}.")
         if name == "uniform":
-            return fn(_pool_size(n, X, probs), size, seed=seed, exclude=labelled, **options)
+            return fn(pool_n, size, seed=seed, exclude=labelled, **options)
         if name == "kcenter":
-            _need(name, inputs, "X")
             return fn(X, size, initial=labelled, seed=seed, **options)
         if name in ("margin", "least_confidence", "entropy"):
-            _need(name, inputs, "probs")
             return fn(probs, size, seed=seed, exclude=labelled, **options)
-        if name == "badge":
-            _need(name, inputs, "probs", "X")
+        if name in ("badge", "cluster_margin"):
             return fn(probs, X, size, seed=seed, exclude=labelled, **options)
         if name == "sensitivity":
-            _need(name, inputs, "X", "oracle")
-            # size new labels in all: the k queried centers and size - k distinct rows drawn,
-            # none of them labelled already
-            size = int(size)
-            options.setdefault("n_clusters", max(1, size // 5))
-            options.setdefault("replace", False)
-            draws = size - int(options["n_clusters"])
-            if draws < 1:
-                raise ValueError(
-                    f"strategy 'sensitivity' spends size={size} new labels on "
-                    f"n_clusters={options['n_clusters']} queried centers and the draws; "
-                    "size must exceed n_clusters."
-                )
-            return fn(X, oracle, draws, seed=seed, exclude=labelled, **options)
-        # leverage
-        _need(name, inputs, "X")
-        _no_labelled(name, labelled)
-        return fn(X, size, seed=seed, **options)
+            return _sensitivity(size, X, probs, oracle, labelled, seed, options)
+        # leverage: size distinct new rows unless replace=True is asked for
+        options.setdefault("replace", False)
+        return fn(X, size, seed=seed, exclude=labelled, **options)
 
     select.__name__ = f"select_{name}"
     select.__qualname__ = select.__name__
@@ -167,6 +200,45 @@ def _make(name: str) -> Callable[..., Selection]:
     return select
 
 
+# options of the sample step (the rest configure the fit)
+_SAMPLE_OPTIONS = ("lam", "replace", "mix", "design", "surrogate")
+_ORACLE_OPTIONS = ("batch_size", "cache", "progress")
+
+
+def _sensitivity(size, X, probs, oracle, labelled, seed, options) -> Selection:
+    """size new labels in all: the k queried rows and size - k distinct rows drawn, none of
+    them labelled already; k is what the fit placed (fewer than n_clusters on a pool with
+    fewer distinct rows). With ``probs``, the model's expected cross-entropy is the
+    surrogate (unless ``surrogate=`` is given)."""
+    from .._validation import check_random_state, check_surrogate
+    from ..oracle import ask_oracle
+    from ..sampler import SensitivitySampler
+    from ..surrogates import expected_cross_entropy
+
+    size = int(size)
+    options = dict(options)
+    n_clusters = options.pop("n_clusters", max(1, size // 5))
+    options.setdefault("replace", False)
+    if size <= n_clusters:
+        raise ValueError(
+            f"strategy 'sensitivity' spends size={size} new labels on "
+            f"n_clusters={n_clusters} queried rows and the draws; size must exceed n_clusters.")
+    draw = {k: options.pop(k) for k in _SAMPLE_OPTIONS if k in options}
+    ask = {k: options.pop(k) for k in _ORACLE_OPTIONS if k in options}
+    if draw.get("surrogate") is None and probs is not None:
+        draw["surrogate"] = expected_cross_entropy(probs)
+    rng = check_random_state(seed)
+    sampler = SensitivitySampler(n_clusters, seed=rng, design=draw.get("design", "auto"),
+                                 progress=ask.get("progress", False), **options)
+    sampler.fit(X, exclude=labelled)
+    q = sampler.query_indices_
+    losses = ask_oracle(oracle, q, batch_size=ask.get("batch_size", 1024),
+                        cache=ask.get("cache"), progress=ask.get("progress", False),
+                        state=sampler)
+    surrogate = check_surrogate(draw.pop("surrogate", None), sampler.n_samples_)
+    return sampler.sample(losses, size - q.shape[0], surrogate=surrogate, **draw)
+
+
 def get_strategy(name: str) -> Callable[..., Selection]:
     """The selection strategy called ``name``, with the common calling convention.
 
@@ -174,8 +246,8 @@ def get_strategy(name: str) -> Callable[..., Selection]:
     ----------
     name : str
         A key of :data:`STRATEGIES` (``"uniform"``, ``"kcenter"``, ``"margin"``,
-        ``"least_confidence"``, ``"entropy"``, ``"badge"``, ``"sensitivity"``,
-        ``"leverage"``) or an alias (``"k_center_greedy"``, ``"sensitivity_sample"``, ...).
+        ``"least_confidence"``, ``"entropy"``, ``"badge"``, ``"cluster_margin"``,
+        ``"sensitivity"``, ``"leverage"``) or an alias (``"k_center_greedy"``, ``"sensitivity_sample"``, ...).
 
     Returns
     -------

@@ -46,11 +46,24 @@ def _progress(args) -> bool:
 
 
 def _mix(args) -> dict:
-    """``mix`` and ``design`` only when asked for (the defaults are the API's)."""
+    """``mix``, ``design`` and ``surrogate`` only when asked for (the defaults are the
+    API's: for ``sample``, the plan's design)."""
     options = {"mix": args.mix} if args.mix else {}
-    if args.design != "sensitivity":
+    if args.design is not None:
         options["design"] = args.design
+    if getattr(args, "surrogate", None):
+        options["surrogate"] = _load_surrogate(args.surrogate)
     return options
+
+
+def _load_surrogate(path: str) -> np.ndarray:
+    """The ``--surrogate`` file: a .npy array of one predicted loss per row."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"--surrogate {path}: no such file.")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"--surrogate {path}: not a readable .npy array ({exc}).") from None
 
 
 def _fit_params(args) -> dict:
@@ -276,7 +289,8 @@ def plan(args) -> int:
         seed = args.seed if args.seed is not None else _new_seed()
         fp = io.fingerprint(X, progress=_progress(args))
         sampler = cs.SensitivitySampler(
-            args.clusters, z=args.z, seed=seed, progress=_progress(args), **_fit_params(args),
+            args.clusters, z=args.z, seed=seed, progress=_progress(args), design=args.design,
+            **_fit_params(args),
         ).fit(X)
         q = sampler.query_indices_
         summary = {
@@ -366,8 +380,10 @@ def _checkpointed_fit(args, X, fp: dict, seed: int):
     another order: the same rows, weights equal to ~1e-16).
     """
     path = _checkpoint_path(args.cache)
+    design = args.design or "auto"
     wanted = {"n_clusters": args.clusters, "z": float(args.z), "seed": int(seed),
-              "fit_sample_size": args.fit_sample_size, "max_iter": args.max_iter}
+              "fit_sample_size": args.fit_sample_size, "max_iter": args.max_iter,
+              "design": "sensitivity" if design == "sensitivity" else "auto"}
     if os.path.exists(path):
         try:
             _check_plan(path, given_as_folder=False)
@@ -383,7 +399,8 @@ def _checkpointed_fit(args, X, fp: dict, seed: int):
             return load_sampler(path)
         logger.info("%s was fitted with other options or data; fitting again", path)
     sampler = cs.SensitivitySampler(args.clusters, z=args.z, seed=seed,
-                                    progress=_progress(args), **_fit_params(args)).fit(X)
+                                    progress=_progress(args), **_fit_params(args),
+                                    design=wanted["design"]).fit(X)
     summary = {"embeddings": os.path.abspath(args.embeddings), "key": args.key,
                "columns": args.columns, "n_clusters": int(args.clusters),
                "queries": int(sampler.query_indices_.size), "z": float(args.z),

@@ -112,9 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="s distinct rows (Horvitz-Thompson weights) instead of i.i.d. draws")
     g.add_argument("--mix", type=_fraction, default=0.0, metavar="ALPHA",
                    help="defensive mixing with uniform sampling, in [0, 1] (default 0)")
-    g.add_argument("--design", choices=("sensitivity", "stratified"), default="sensitivity",
-                   help="sensitivity (Algorithm 1, default) or stratified (clusters as "
-                        "strata, uniform inside: safer when losses vary within clusters)")
+    g.add_argument("--design", choices=("auto", "sensitivity", "stratified"), default=None,
+                   help="auto (the default of a new plan: chosen from the queried losses), "
+                        "sensitivity (Algorithm 1) or stratified (clusters as strata, uniform "
+                        "inside: never much worse than uniform sampling); default: the plan's")
+    g.add_argument("--surrogate", metavar="FILE", default=None,
+                   help="a .npy file of n predicted losses >= 0, one per row (e.g. the "
+                        "model's expected cross-entropy): per-row proposal and control variate")
 
     emb = argparse.ArgumentParser(add_help=False)
     _embedding_options(emb)
@@ -156,6 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("embeddings", help="the embeddings file")
     p.add_argument("--seed", type=_seed, default=None, help="random seed (default: a new "
                    "one, printed and recorded in the plan)")
+    p.add_argument("--design", choices=("auto", "sensitivity", "stratified"), default="auto",
+                   help="what the plan asks about: the centers (sensitivity: Algorithm 1) or "
+                        "one random row of each cluster (auto, stratified: counted in the "
+                        "sample); default auto")
     p.add_argument("--out", "-o", required=True, metavar="DIR", help="folder to write")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.set_defaults(func=commands.plan)
