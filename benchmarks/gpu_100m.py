@@ -1,8 +1,11 @@
 """Issue 9, GPU machine: select s = 10,000 from n = 100,000,000 x 128 on one GPU.
 
 The library's pipeline with every step on the device (coreselect.backends.torch):
-a fitting sample of ``max(20000, 40 k)`` rows, greedy D^2 seeding on ``max(4000, 8 k)`` of them,
-20 Lloyd steps, snapping to sample rows, one chunked ``addmm`` + argmin pass over all n rows
+a fitting sample of ``max(20000, 40 k)`` rows; the library's default fit
+(``--init scalable``: ``coreselect.seeding.fit_centers``, k-means|| seeding and its steps with
+the torch backend, the candidates' reclustering on the host) or the earlier one on the device
+(``--init greedy``: greedy D^2 seeding on ``max(4000, 8 k)`` rows, ``--lloyd`` Lloyd steps);
+snapping to sample rows, one chunked ``addmm`` + argmin pass over all n rows
 with float64 distances to the chosen centers, the oracle at the k centers (a synthetic loss),
 the probabilities and s draws by a float64 cumulative sum and ``searchsorted``.
 
@@ -16,7 +19,9 @@ Run on a GPU machine (about 52 GB of device memory for the pool at n=1e8, d=128 
 
     python benchmarks/gpu_100m.py                      # n=1e8, d=128, k=1000, s=10000
     python benchmarks/gpu_100m.py --tf32               # tensor cores for the GEMM
+    python benchmarks/gpu_100m.py --k 10000            # k = 10,000
     python benchmarks/gpu_100m.py --device cpu --n 200000   # a smoke run without a GPU
+    python benchmarks/gpu_100m.py --device cpu --n 60000 --k 10000   # the same at k = 10,000
 """
 
 from __future__ import annotations
@@ -107,6 +112,8 @@ def main(argv=None) -> int:
     ap.add_argument("--k", type=int, default=1000)
     ap.add_argument("--s", type=int, default=10_000)
     ap.add_argument("--lloyd", type=int, default=20, help="Lloyd steps on the fitting sample")
+    ap.add_argument("--init", choices=["scalable", "greedy"], default="scalable",
+                    help="the library's default fit (scalable) or the earlier greedy one")
     ap.add_argument("--device", default=None, help="cuda (default when available) or cpu")
     ap.add_argument("--data", choices=["device", "host"], default="device",
                     help="keep the pool on the device, or stream it from pinned host memory")
@@ -150,17 +157,30 @@ def main(argv=None) -> int:
         m = min(n, max(20_000, 40 * k))
         rows = torch.sort(torch.randperm(n, generator=gen, device=device)[:m]).values
         xs = rows_to(torch, X, rows, device)
-        ms = min(m, max(4_000, 8 * k))
-        seed_rows = torch.randperm(m, generator=gen, device=device)[:ms]
         step("fit rows")
-        init = dz_seeding(torch, xs[seed_rows], k, gen)
-        step("seeding")
-        centers, _, _ = lloyd(xs, xs[seed_rows[init]], n_iter=args.lloyd)
-        step("lloyd")
-        # snap every center to its nearest sample row (distinct rows)
-        cn = (xs * xs).sum(1)
-        snap = torch.argmin(cn[None, :] - 2 * centers @ xs.T, dim=1)
-        center_rows = torch.unique(rows[snap])
+        if args.init == "scalable":
+            from coreselect.seeding import fit_centers
+
+            xs64 = xs.cpu().numpy().astype(np.float64)
+            pos, _, _ = fit_centers(xs64, min(k, m), z=2.0, rng=np.random.default_rng(1),
+                                    backend=TorchBackend(device), max_iter=args.lloyd)
+            step("fit")
+            center_rows = rows[torch.as_tensor(pos, device=rows.device)]
+            del xs64
+        else:
+            ms = min(m, max(4_000, 8 * k))
+            seed_rows = torch.randperm(m, generator=gen, device=device)[:ms]
+            init = dz_seeding(torch, xs[seed_rows], k, gen)
+            step("seeding")
+            centers, _, _ = lloyd(xs, xs[seed_rows[init]], n_iter=args.lloyd)
+            step("lloyd")
+            # snap every center to its nearest sample row (distinct rows), a block of centers
+            # at a time: a (k, m) block would be 16 GB at k = 10,000
+            cn = (xs * xs).sum(1)
+            per = max(1, (1 << 28) // max(1, m))
+            snap = torch.cat([torch.argmin(cn[None, :] - 2 * centers[a:a + per] @ xs.T, dim=1)
+                              for a in range(0, centers.shape[0], per)])
+            center_rows = torch.unique(rows[snap])
         kc = int(center_rows.shape[0])
         c64 = rows_to(torch, X, center_rows, device).to(torch.float64)
         c32 = c64.to(torch.float32)
@@ -198,7 +218,8 @@ def main(argv=None) -> int:
         del cdf
 
     stamps = list(times.items())
-    print(f"\nn={n:,} d={d} k={kc} s={s:,} (Lloyd steps {args.lloyd}, chunk {chunk:,} rows, "
+    print(f"\nn={n:,} d={d} k={kc} s={s:,} (init {args.init}, steps at most {args.lloyd}, "
+          f"chunk {chunk:,} rows, "
           f"TF32 {'on' if args.tf32 else 'off'})")
     print(f"{'step':10s} {'seconds':>9s}")
     for (label, t1), (_, t_prev) in zip(stamps[1:], stamps[:-1], strict=True):

@@ -212,8 +212,11 @@ def test_sampler_attaches_diagnostics_and_they_survive_save(tmp_path):
 
 
 def test_diagnose_sample_tells_good_from_bad():
+    # 24 seeds: with heavy-tailed losses a few seeds decide a median of 8 (seeds 0-7 gave a
+    # median design effect of 0.88 with the scalable fit and 1.24 with the greedy one, from
+    # the same centers: only the draws differed; over 24 seeds 1.24 and 1.23)
     good, bad = [], []
-    for seed in range(8):
+    for seed in range(24):
         X, loss = two_regimes("smooth", seed)
         sel = cs.sensitivity_sample(X, loss.__getitem__, 200, n_clusters=20, seed=seed, design="sensitivity")
         good.append(diagnose_sample(sel, loss[sel.indices]))
@@ -223,7 +226,7 @@ def test_diagnose_sample_tells_good_from_bad():
     assert all(r["design_effect"] < 1 for r in good)
     assert all(r["verdict"].startswith("For estimating the total loss, better") for r in good)
     assert np.median([r["design_effect"] for r in bad]) > 1
-    assert sum(r["verdict"].startswith("For estimating the total loss, worse") for r in bad) >= 5
+    assert sum(r["verdict"].startswith("For estimating the total loss, worse") for r in bad) >= 12
 
 
 def test_diagnose_sample_design_effect_matches_the_true_one():

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._validation import (
+    check_choice,
     check_finite_rows,
     check_n_clusters,
     check_positive_int,
@@ -35,7 +36,7 @@ from .backends import get_backend
 from .kernels import CenterSet, nearest_centers
 from .pools import ArrayPool, as_pool, plan_chunks
 from .pools.state import RowState
-from .seeding import default_fit_size, dz_seeding, fit_centers
+from .seeding import INITS, default_fit_size, dz_seeding, fit_centers
 
 __all__ = ["Clustering", "FittedState", "kz_clustering", "fit_pool", "fit_rows", "dz_seeding",
            "cluster_array"]
@@ -274,7 +275,8 @@ def fit_pool(pool, n_clusters: int, *, z: float, rng: np.random.Generator,
              fit_sample_size="auto", max_iter: int = 20, tol: float = 1e-4,
              chunk_size: int | None = None, backend=None, memory_limit=None,
              progress: bool = False, spill_dir: str | None = None,
-             far_rows: bool = True, exclude: np.ndarray | None = None) -> FittedState:
+             far_rows: bool = True, exclude: np.ndarray | None = None,
+             init: str = "scalable") -> FittedState:
     """Fit the (k, z)-clustering of a validated pool and assign every row (see the module
     docs). Inputs are trusted: the public entries check them."""
     n, d = pool.n, pool.d
@@ -286,7 +288,7 @@ def fit_pool(pool, n_clusters: int, *, z: float, rng: np.random.Generator,
         check_finite_rows(xs, 0, "X", rows=rows)
     positions, fitted, n_iter = fit_centers(
         xs, min(k, xs.shape[0]), z=z, rng=rng, backend=get_backend(backend), max_iter=max_iter,
-        tol=tol, chunk_size=chunk_size, progress=progress)
+        tol=tol, chunk_size=chunk_size, progress=progress, init=init)
     center_rows = rows[positions]  # rows is sorted, so center_rows is sorted too
     ccoords = xs[positions].copy()
     kc = center_rows.shape[0]
@@ -322,7 +324,7 @@ def fit_pool(pool, n_clusters: int, *, z: float, rng: np.random.Generator,
 def kz_clustering(X, n_clusters: int, *, z: float = 2.0, seed=None,
                   fit_sample_size: int | str = "auto", max_iter: int = 20, tol: float = 1e-4,
                   chunk_size: int | None = None, progress: bool = False,
-                  backend=None, far_rows: bool = True) -> Clustering:
+                  backend=None, far_rows: bool = True, init: str = "scalable") -> Clustering:
     """Fit a (k, z)-clustering, snap its centers to data rows, assign every row.
 
     Parameters
@@ -338,7 +340,8 @@ def kz_clustering(X, n_clusters: int, *, z: float = 2.0, seed=None,
     fit_sample_size : int or "auto", default="auto"
         Rows the centers are fitted on; "auto" is ``min(n, max(20000, 40 k))``.
     max_iter : int, default=20
-        Improvement steps at most (each one pass over the fitting sample).
+        Improvement steps at most (each one pass over the fitting sample, or over the
+        smaller seed sample of ``init="scalable"``).
     tol : float, default=1e-4
         Stop when the sample cost improves by less than this fraction.
     chunk_size : int, optional
@@ -350,6 +353,12 @@ def kz_clustering(X, n_clusters: int, *, z: float = 2.0, seed=None,
     far_rows : bool, default=True
         Rows far from every center after the pass become centers of their own, within
         ``n_clusters`` (:func:`isolate_far_rows`).
+    init : {"scalable", "greedy"}, default="scalable"
+        How the centers are fitted (:func:`coreselect.seeding.fit_centers`). "scalable":
+        k-means|| seeding and steps on ``max(10000, 10 k)`` of the fitting rows, then one
+        step on all of them: a few passes over the fitting rows at any k. "greedy": the
+        earlier fit, greedy D^z seeding (k sequential steps) and up to ``max_iter`` steps on
+        all the fitting rows, whose cost grows as k^2 (kept for comparison).
 
     Returns
     -------
@@ -368,16 +377,17 @@ def kz_clustering(X, n_clusters: int, *, z: float = 2.0, seed=None,
     z = check_z(z)
     rng = check_random_state(seed)
     check_positive_int(max_iter, "max_iter")
+    init = check_choice(init, "init", INITS)
     return fit_pool(pool, k, z=z, rng=rng, fit_sample_size=fit_sample_size, max_iter=max_iter,
                     tol=tol, chunk_size=chunk_size, backend=backend, progress=progress,
-                    far_rows=bool(far_rows)).clustering
+                    far_rows=bool(far_rows), init=init).clustering
 
 
 def cluster_array(X: np.ndarray, n_clusters: int, *, z: float, rng: np.random.Generator,
                   fit_sample_size="auto", max_iter: int = 20, tol: float = 1e-4,
                   chunk_size: int | None = None, progress: bool = False,
-                  backend=None, far_rows: bool = True) -> Clustering:
+                  backend=None, far_rows: bool = True, init: str = "scalable") -> Clustering:
     """:func:`kz_clustering` on an array its caller already validated (no second scan)."""
     return fit_pool(ArrayPool(X), n_clusters, z=z, rng=rng, fit_sample_size=fit_sample_size,
                     max_iter=max_iter, tol=tol, chunk_size=chunk_size, backend=backend,
-                    progress=progress, far_rows=far_rows).clustering
+                    progress=progress, far_rows=far_rows, init=init).clustering

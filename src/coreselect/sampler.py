@@ -27,6 +27,7 @@ from .backends import get_backend
 from .clustering import Clustering, FittedState, fit_pool
 from .oracle import LossCache, ask_oracle
 from .pools import as_pool
+from .seeding import INITS
 from .selection import Selection
 from .sensitivity import DESIGNS, draw_members, sample_selection
 
@@ -74,6 +75,10 @@ class SensitivitySampler:
         "stratified" and "auto" query one uniformly random row of each cluster, which then
         counts as a draw of the stratified design (no oracle call is spent outside the
         sample). See :func:`coreselect.sensitivity.sample_selection`.
+    init : {"scalable", "greedy"}, default="scalable"
+        How the centers are fitted (see :func:`coreselect.clustering.kz_clustering`):
+        "scalable" (k-means|| seeding, a few passes over the fitting rows at any k) or
+        "greedy" (the earlier fit, whose cost grows as k^2).
 
     Attributes
     ----------
@@ -107,9 +112,10 @@ class SensitivitySampler:
                  fit_sample_size: int | str = "auto", max_iter: int = 20,
                  chunk_size: int | None = None, backend: str | None = None,
                  progress: bool = False, memory_limit=None, far_rows: bool = True,
-                 design: str = "auto"):
+                 design: str = "auto", init: str = "scalable"):
         self.n_clusters = n_clusters
         self.design = design
+        self.init = init
         self.far_rows = far_rows
         self.z = z
         self.seed = seed
@@ -145,6 +151,7 @@ class SensitivitySampler:
             check_memory_limit(self.memory_limit)
         get_backend(self.backend)
         check_choice(self.design, "design", DESIGNS)
+        check_choice(self.init, "init", INITS)
 
     def _fit_pool(self, pool, rng: np.random.Generator,
                   exclude: np.ndarray | None = None) -> SensitivitySampler:
@@ -153,7 +160,8 @@ class SensitivitySampler:
             pool, int(self.n_clusters), z=float(self.z), rng=rng,
             fit_sample_size=self.fit_sample_size, max_iter=int(self.max_iter),
             chunk_size=self.chunk_size, backend=self.backend, memory_limit=self.memory_limit,
-            progress=self.progress, far_rows=bool(self.far_rows), exclude=exclude)
+            progress=self.progress, far_rows=bool(self.far_rows), exclude=exclude,
+            init=self.init)
         if self.design != "sensitivity":
             import dataclasses
 
@@ -318,7 +326,7 @@ class SensitivitySampler:
 
 # Constructor parameters saved with a plan and passed back when loading.
 _PARAMS = ("n_clusters", "z", "seed", "fit_sample_size", "max_iter", "chunk_size", "backend",
-           "memory_limit", "far_rows", "design")
+           "memory_limit", "far_rows", "design", "init")
 
 
 def sensitivity_sample(X, oracle: Callable, size: int, *, n_clusters: int, z: float = 2.0,
@@ -376,7 +384,7 @@ def sensitivity_sample(X, oracle: Callable, size: int, *, n_clusters: int, z: fl
         The model's predicted loss of every row (see :mod:`coreselect.surrogates`).
     **fit_params
         Passed to :class:`SensitivitySampler` (``fit_sample_size``, ``max_iter``,
-        ``chunk_size``, ``backend``, ``memory_limit``, ``far_rows``).
+        ``chunk_size``, ``backend``, ``memory_limit``, ``far_rows``, ``init``).
 
     Returns
     -------

@@ -70,6 +70,8 @@ def _fit_params(args) -> dict:
     """The clustering options for ``SensitivitySampler`` (``memory_limit`` only when given)."""
     params = {"fit_sample_size": args.fit_sample_size, "max_iter": args.max_iter,
               "chunk_size": args.chunk_size, "backend": args.backend}
+    if getattr(args, "init", "scalable") != "scalable":
+        params["init"] = args.init
     if args.memory_limit is not None:
         params["memory_limit"] = args.memory_limit
     return params

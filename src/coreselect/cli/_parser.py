@@ -92,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--fit-sample-size", type=_auto_or_int, default="auto", metavar="M",
                    help="rows the clustering is fitted on (default: auto)")
     g.add_argument("--max-iter", type=_positive_int, default=20, help="clustering steps (20)")
+    g.add_argument("--init", choices=["scalable", "greedy"], default="scalable",
+                   help="the fit: scalable (k-means|| seeding, default) or greedy (the "
+                   "earlier one, slow at large k)")
     g.add_argument("--chunk-size", type=_positive_int, default=None,
                    help="rows per assignment chunk (does not change results)")
     g.add_argument("--backend", default=None,
