@@ -383,7 +383,8 @@ def _checkpointed_fit(args, X, fp: dict, seed: int):
     design = args.design or "auto"
     wanted = {"n_clusters": args.clusters, "z": float(args.z), "seed": int(seed),
               "fit_sample_size": args.fit_sample_size, "max_iter": args.max_iter,
-              "design": "sensitivity" if design == "sensitivity" else "auto"}
+              "design": "sensitivity" if design == "sensitivity" else "auto",
+              "init": getattr(args, "init", "scalable")}
     if os.path.exists(path):
         try:
             _check_plan(path, given_as_folder=False)
