@@ -395,7 +395,6 @@ def test_progress_bars_leave_one_clean_line_off_a_terminal(tmp_path):
 
 
 def test_design_flag_gives_the_python_apis_selection(tmp_path):
-    import coreselect as cs
     from coreselect.persist import load_sampler
 
     X, loss, emb = _pool(tmp_path)

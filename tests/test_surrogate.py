@@ -198,3 +198,13 @@ def test_auto_falls_back_to_sensitivity_when_the_draws_do_not_fit_without_replac
     sel = cs.sensitivity_sample(X[:60], NOISE.__getitem__, 200, n_clusters=5, seed=0)
     assert sel.params["design"] == "sensitivity" and sel.replace
     assert "without replacement" in sel.params["design_rule"]
+
+
+def test_the_difference_estimator_still_uses_the_centers_losses_with_a_surrogate():
+    sampler = cs.SensitivitySampler(6, seed=0, design="sensitivity").fit(X)
+    q = sampler.query_indices_
+    for replace in (True, False):
+        sel = sampler.sample(ERR[q], 200, seed=1, surrogate=P_WRONG, replace=replace)
+        plain = sampler.sample(ERR[q], 200, seed=1, replace=replace)
+        assert sel.params["hat_total"] == pytest.approx(plain.params["hat_total"])
+        assert sel.params.get("hat_covered") == plain.params.get("hat_covered")

@@ -695,7 +695,7 @@ def _predicted_variances(rows, spread, *, size, lam, mix, exclude, query_indices
     return result or {"stratified": 0.0}
 
 
-def _params(losses, sizes, cost, hat_total, size, lam, lam_rule, z, k, n_clusters, mix, path,
+def _params(cost, hat_total, size, lam, lam_rule, z, k, n_clusters, mix, path,
             design) -> dict:
     return {"lam": lam, "lam_rule": lam_rule, "z": float(z),
             "n_clusters": int(k if n_clusters is None else n_clusters), "cost": float(cost),
@@ -703,10 +703,9 @@ def _params(losses, sizes, cost, hat_total, size, lam, lam_rule, z, k, n_cluster
             "design": design}
 
 
-def _surrogate_params(out_params, fit, ghat, covered_mask_total) -> None:
-    if fit is not None:
-        out_params["surrogate"] = fit.to_dict()
-        out_params["surrogate_total"] = float(covered_mask_total)
+def _surrogate_params(out_params, fit, covered_total) -> None:
+    out_params["surrogate"] = fit.to_dict()
+    out_params["surrogate_total"] = float(covered_total)
 
 
 def _coverage_params(out_params, n, user_out, known_total, hat_total) -> None:
@@ -771,7 +770,7 @@ def _stratified_draw(rows, *, mix, query_indices, losses, query_points, size, rn
     gone = user_out if members else out
     cost = float(rows.cost) - (float(rows.take_rows(gone)[1].sum()) if gone.size else 0.0)
     cost = max(cost, 0.0)
-    out_params = _params(losses, sizes, cost, hat_total, size, 0.0,
+    out_params = _params(cost, hat_total, size, 0.0,
                          "not used by design='stratified'", z, k, n_clusters, mix, path,
                          "stratified")
     out_params.update({"allocation": allocation, "strata": int(np.count_nonzero(alloc)),
@@ -783,7 +782,7 @@ def _stratified_draw(rows, *, mix, query_indices, losses, query_points, size, rn
         cover[user_out] = False
         cover[known_rows] = False
         g_sel = ghat[idx]
-        _surrogate_params(out_params, fit, ghat, float(ghat[cover].sum()))
+        _surrogate_params(out_params, fit, float(ghat[cover].sum()))
     n_draws = int(idx.shape[0])
     stats = (int(np.count_nonzero(strata_sizes[alloc == 0])),
              float(prob.min()) / n_draws if n_draws else 0.0,
@@ -818,23 +817,22 @@ def _sensitivity_draw(rows, *, lam, replace, mix, lam_rule, query_indices, losse
     local = _local_out(rows, out)
     n_avail = n - out.shape[0]
     row_mass = None
+    # sum of l_hat over the rows that can be drawn (the queried losses at their clusters)
+    hat_total = float(np.dot(sizes.astype(np.float64), losses))
     if spread is not None:
         row_mass = spread.copy()
         row_mass[out] = 0.0
-        hat_total = float(row_mass.sum())
-    else:
-        hat_total = float(np.dot(sizes.astype(np.float64), losses))
     if out.size:
         out_lab, out_v = rows.take_rows(out)
         out_block = np.searchsorted(rows.starts, out, side="right") - 1
-        if row_mass is None:
-            hat_total -= float(losses[out_lab].sum())
+        hat_total -= float(losses[out_lab].sum())
         cost = max(cost - float(out_v.sum()), 0.0)
     if lam_rule is None and row_mass is not None and lam == "auto":
         lam_value, lam_rule = 0.0, ("auto with a surrogate: 0, each row has its own "
                                     "predicted spread (with a floor)")
     elif lam_rule is None:
-        lam_value, lam_rule = resolve_lam(lam, hat_total, cost)
+        lam_value, lam_rule = resolve_lam(
+            lam, hat_total if row_mass is None else float(row_mass.sum()), cost)
     else:
         lam_value = float(lam)
     if row_mass is None:
@@ -900,7 +898,7 @@ def _sensitivity_draw(rows, *, lam, replace, mix, lam_rule, query_indices, losse
     p_summary = (n_avail, sum(st[0] for st in stats), min(st[1] for st in stats),
                  max(st[2] for st in stats))
     k = int(query_indices.shape[0])
-    out_params = _params(losses, sizes, cost, hat_total, size, lam_value, lam_rule, z, k,
+    out_params = _params(cost, hat_total, size, lam_value, lam_rule, z, k,
                          n_clusters, mix, path, "sensitivity")
     if row_mass is not None:
         out_params["proposal"] = "surrogate spread per row + lam v"
@@ -913,15 +911,14 @@ def _sensitivity_draw(rows, *, lam, replace, mix, lam_rule, query_indices, losse
         pos = np.searchsorted(np.sort(query_indices), known_rows)
         order_q = np.argsort(query_indices, kind="stable")
         known_total = float(losses[order_q[pos]].sum()) if known_rows.size else 0.0
-        hat_known = hat_total if row_mass is not None else hat_total + known_total
-        _coverage_params(out_params, n, user_out, known_total, hat_known - known_total)
+        _coverage_params(out_params, n, user_out, known_total, hat_total)
     g_sel = None
     if ghat is not None:
         cover = np.ones(n, dtype=bool)
         cover[user_out] = False
         cover[known_rows] = False
         g_sel = ghat[idx]
-        _surrogate_params(out_params, fit, ghat, float(ghat[cover].sum()))
+        _surrogate_params(out_params, fit, float(ghat[cover].sum()))
     zeros = int(np.sum(rows.map_blocks(_zero_v_block, [None] * rows.n_blocks)))
     zeros -= int(np.count_nonzero(rows.take_rows(query_indices)[1] == 0))
     diagnostics = selection_diagnostics(
