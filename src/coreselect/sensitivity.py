@@ -29,6 +29,7 @@ from ._validation import check_lam
 from ._warnings import warn_user
 from .diagnostics import selection_diagnostics
 from .selection import Selection
+from .surrogates import CALIBRATION_MIN_ROWS
 
 # The sampling designs of the one sample step.
 DESIGNS = ("auto", "sensitivity", "stratified")
@@ -475,6 +476,9 @@ def neyman_allocation(sizes: np.ndarray, spreads: np.ndarray, size: int,
 # uniform sampling.
 AUTO_MIN_R2 = 0.5
 AUTO_MIN_QUERIES = 10
+# With a surrogate, the per-row proposal only when its predicted variance is below this
+# share of the stratified design's: a variance predicted from k rows misses the tails.
+AUTO_PROPOSAL_MARGIN = 0.75
 
 
 def choose_design(query_points, query_losses, sizes, *, surrogate_var: dict | None = None
@@ -486,11 +490,17 @@ def choose_design(query_points, query_losses, sizes, *, surrogate_var: dict | No
     other queried row's, weighted by cluster size, i.e. cross-validated) is at least
     ``AUTO_MIN_R2``: the loss is smooth in the embedding and the centers' losses are a
     good proposal. Otherwise ``"stratified"``. With a surrogate (``surrogate_var``: the
-    predicted variance of each design under the calibrated surrogate), the design with the
-    smaller predicted variance.
+    predicted variance of each design under the calibrated surrogate, from the queried rows'
+    residuals when they are random rows), the per-row proposal (``"sensitivity"``) when its
+    predicted variance is below ``AUTO_PROPOSAL_MARGIN`` times the stratified design's,
+    else ``"stratified"``.
     """
     if surrogate_var is not None:
         best = min(surrogate_var, key=surrogate_var.get)
+        if (best == "sensitivity" and "stratified" in surrogate_var
+                and surrogate_var["sensitivity"] >= AUTO_PROPOSAL_MARGIN
+                * surrogate_var["stratified"]):
+            best = "stratified"  # the per-row proposal must win clearly: its tails are unseen
         shown = ", ".join(f"{d} {v:.4g}" for d, v in surrogate_var.items())
         return best, f"auto: smallest predicted variance under the calibrated surrogate ({shown})"
     from .diagnostics import nearest_neighbour_r2
@@ -634,7 +644,8 @@ def sample_selection(rows, *, query_indices: np.ndarray, query_losses: np.ndarra
         if surrogate is not None:
             predicted = _predicted_variances(rows, spread, size=size, lam=lam, mix=mix,
                                              exclude=exclude, query_indices=query_indices,
-                                             replace=replace, members=members)
+                                             replace=replace, members=members, ghat=ghat,
+                                             losses=losses)
         design, design_rule = choose_design(query_points, losses, sizes,
                                             surrogate_var=predicted)
         room = n - np.union1d(user_out, query_indices).shape[0]
@@ -666,9 +677,15 @@ def sample_selection(rows, *, query_indices: np.ndarray, query_losses: np.ndarra
 
 
 def _predicted_variances(rows, spread, *, size, lam, mix, exclude, query_indices, replace,
-                         members) -> dict:
-    """The variance each design would have if the calibrated surrogate were right: the
-    residual ``l - g_hat`` of row e has mean 0 and mean square ``spread(e)^2``."""
+                         members, ghat=None, losses=None) -> dict:
+    """The variance each design would have with the surrogate.
+
+    With ``CALIBRATION_MIN_ROWS`` random queried rows or more (``members``: one uniform row
+    of each cluster, so a stratified sample of the pool) the residuals ``r = l - g_hat`` of those rows are used as they are:
+    the Neyman-stratified design's variance with a common within-cluster variance (the
+    queried residuals' cluster-weighted variance), and the per-row proposal's
+    ``sum N_h r_h^2 / p_h / s``. Otherwise, under the surrogate's own model: the residual
+    of row e has mean 0 and mean square ``spread(e)^2``."""
     out = _excluded(rows.n, size, exclude, query_indices, replace and not members)
     avail = _available_counts(rows, out).sum(axis=0)
     s_h = _stratum_spreads(rows, spread, out, avail)
@@ -692,6 +709,22 @@ def _predicted_variances(rows, spread, *, size, lam, mix, exclude, query_indices
                  int(keep.sum()), local[b]) for b in range(rows.n_blocks)]
         moment = float(np.sum(rows.map_blocks(_moment_block, args)))
         result["sensitivity"] = moment / size
+    if (members and losses is not None and ghat is not None
+            and query_indices.shape[0] >= CALIBRATION_MIN_ROWS):
+        big_n = rows.sizes.astype(np.float64)
+        r = np.asarray(losses, dtype=np.float64) - ghat[query_indices]
+        var_r = float(np.dot(big_n, (r - np.dot(big_n, r) / big_n.sum()) ** 2) / big_n.sum())
+        if "stratified" in result:
+            result["stratified"] = float(np.sum(avail[pos] ** 2 * var_r * fpc / alloc[pos]))
+        if "sensitivity" in result:
+            v_q = rows.take_rows(query_indices)[1]
+            # each queried row stands for the rows of its cluster: the probability a row like
+            # it gets (whether or not it can itself be drawn again)
+            p_q = ((1.0 - mix) * (spread[query_indices] + lam_value * v_q) / total
+                   + mix / keep.sum())
+            ok = p_q > 0
+            moment = float(np.sum(big_n[ok] * r[ok] ** 2 / p_q[ok]))
+            result["sensitivity"] = moment / size if ok.all() or not np.any(r[~ok]) else np.inf
     return result or {"stratified": 0.0}
 
 
