@@ -208,6 +208,21 @@ class Selection:
         uniq, inverse = np.unique(self.indices, return_inverse=True)
         return uniq, np.bincount(inverse, weights=self.weights, minlength=uniq.shape[0])
 
+    @property
+    def to_label(self) -> np.ndarray:
+        """The selected rows whose loss or label is not known yet, sorted: ``indices`` less
+        repeats and less the queried rows (which the stratified design lists in the sample;
+        their losses are ``query_losses``). What to send to the labeller, paying once a row.
+
+        Examples
+        --------
+        >>> sel = Selection(indices=[4, 7, 2, 7], weights=[1.0] * 4, probabilities=[0.5] * 4,
+        ...                 n=10, query_indices=[4], query_losses=[0.3])
+        >>> sel.to_label
+        array([2, 7])
+        """
+        return np.setdiff1d(self.indices, self.query_indices)
+
     def all_labelled(self) -> tuple[np.ndarray, np.ndarray]:
         """Rows whose loss or label the run paid for: the queried centers and the sample.
 
