@@ -32,7 +32,8 @@ Printed per data set and budget: mean accuracy, the paired difference with unifo
 seed, same warm start) in accuracy points with a 95% paired t interval, the seeds on which
 the method beat uniform, the new labels spent (always ``B``), the model runs on the pool and
 the selection time; then "sensitivity with scores" against margin, BADGE and Cluster-Margin,
-paired. For digits also 3 rounds of ``B/3`` (select -> label -> retrain -> new
+paired; then, for the two sensitivity strategies, the design ``"auto"`` chose, the spread of
+the normalised weights and weighted / tempered minus unweighted, paired on the same rows. For digits also 3 rounds of ``B/3`` (select -> label -> retrain -> new
 probabilities), accuracy after each round.
 
 Fashion-MNIST needs its files (``apt-get install dataset-fashion-mnist``, or
@@ -41,8 +42,8 @@ Fashion-MNIST needs its files (``apt-get install dataset-fashion-mnist``, or
 Seeds: 40 for digits, 15 for Fashion-MNIST (seed s draws the warm start and seeds every
 strategy; all strategies of a seed share its warm start).
 
-Run: ``OMP_NUM_THREADS=1 python benchmarks/bench_training.py`` (about 15 minutes on one
-core; ``--quick`` about 1 minute; ``--seeds N``; ``--only digits|fashion_mnist``;
+Run: ``OMP_NUM_THREADS=1 python benchmarks/bench_training.py`` (10 to 13 minutes on one
+core at load 2 to 4; ``--quick`` about 1 minute; ``--seeds N``; ``--only digits|fashion_mnist``;
 ``--budgets 1000 2000`` for Fashion-MNIST; ``--no-rounds``). Results of a run are kept in
 ``benchmarks/results/bench_training.txt``.
 """
@@ -173,6 +174,10 @@ def select(name, data, size, labelled, probs, model, seed):
     return rows, sel, seconds, (scored, calls["n"])
 
 
+def registry_name(name):
+    return dict((s[0], s[1]) for s in STRATEGIES)[name]
+
+
 def _variants(name):
     if name.startswith("sensitivity"):
         return [(f"{name}, {w}", p) for w, p in WEIGHTINGS]
@@ -191,6 +196,10 @@ def one_round(data, size, seed):
         try:
             rows, sel, seconds, runs = select(name, data, size, warm, probs, model, seed)
             bad = np.intersect1d(rows, warm).shape[0]
+            if registry_name(name) == "sensitivity":  # the spread of the weights, the design
+                w1 = training_weights(sel, 1.0)[1][sel.all_labelled()[1] > 0]
+                out[f"{name}: weights"] = (float(w1.min()), float(w1.max()),
+                                           str(sel.params.get("design", "?")))
             for label, power in _variants(name):
                 if power is None:
                     new, w = rows, np.ones(rows.shape[0])
@@ -307,6 +316,27 @@ def print_one_round(data, size, results, failures, seeds, seconds):
             cells.append(fmt_diff(*paired([results[s][lab][0] for s in have],
                                           [results[s][p][0] for s in have])))
         print(f"| {w} | " + " | ".join(cells) + " |")
+    print()
+    # the weighting choices, paired on the same selections
+    print("training weights of the sensitivity selections (the same rows each time; drawn "
+          "rows' weights divided by their mean: min - max, mean over seeds):\n")
+    print("| strategy | design chosen | weights min - max | weighted - unweighted | "
+          "tempered - unweighted |")
+    print("|---|---|---|---|---|")
+    for name, reg, _ in STRATEGIES:
+        if reg != "sensitivity":
+            continue
+        have = [s for s in ok if f"{name}: weights" in results[s]]
+        if len(have) < 2:
+            continue
+        stats = [results[s][f"{name}: weights"] for s in have]
+        designs = sorted({d for _, _, d in stats})
+        counts = ", ".join(f"{d} {sum(x[2] == d for x in stats)}" for d in designs)
+        acc = {w: [results[s][f"{name}, {w}"][0] for s in have] for w, _ in WEIGHTINGS}
+        print(f"| {name} | {counts} | {np.mean([x[0] for x in stats]):.2f} - "
+              f"{np.mean([x[1] for x in stats]):.2f} | "
+              f"{fmt_diff(*paired(acc['weighted'], acc['unweighted']))} | "
+              f"{fmt_diff(*paired(acc['tempered w^0.5'], acc['unweighted']))} |")
     print()
     _print_failures(failures)
     print(f"time: {seconds:.0f} s\n")
