@@ -133,6 +133,12 @@ SETS = {"digits": digits, "fashion_mnist": fashion_mnist, "mnist": mnist, "diamo
 
 
 # ------------------------------------------------------------------------------- peers
+try:
+    import ppi_py  # noqa: F401
+
+    HAVE_PPI = True
+except ImportError:  # pip install coreselect[bench]
+    HAVE_PPI = False
 def _t(df):
     from scipy.stats import t
 
@@ -211,9 +217,10 @@ def run(name, X, losses, surrogates, k, s, seeds):
                     if method.startswith("default") or method.startswith("auto +"):
                         key = (method, sel.params["design"])
                         chosen[lname][key] = chosen[lname].get(key, 0) + 1
-                if g is not None:
+                if g is not None and HAVE_PPI:
                     res[(lname, "PPI++ (ppi-python, uniform rows)")].append(
                         ppi_estimate(loss, g, rows))
+                if g is not None:
                     res[(lname, "active testing (LURE)")].append(
                         lure_estimate(loss, g, k + s, rng))
     elapsed = time.perf_counter() - t0
@@ -252,6 +259,8 @@ def main(argv=None) -> int:
                     help="k + s (k = calls / 6)")
     args = ap.parse_args(argv)
     print(machine_header())
+    if not HAVE_PPI:
+        print("ppi-python is not installed (pip install 'coreselect[bench]'): PPI++ left out")
     names = ["digits"] if args.quick else list(SETS)
     if args.only:
         names = args.only
