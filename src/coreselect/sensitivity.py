@@ -736,9 +736,17 @@ def _params(cost, hat_total, size, lam, lam_rule, z, k, n_clusters, mix, path,
             "design": design}
 
 
-def _surrogate_params(out_params, fit, covered_total) -> None:
+def _surrogate_params(out_params, fit, ghat, idx, user_out, known_rows):
+    """The calibration and the surrogate's total over the rows the estimate covers (not
+    excluded, not known exactly) into ``out_params``; the selected rows' calibrated values."""
+    if ghat is None:
+        return None
+    cover = np.ones(ghat.shape[0], dtype=bool)
+    cover[user_out] = False
+    cover[known_rows] = False
     out_params["surrogate"] = fit.to_dict()
-    out_params["surrogate_total"] = float(covered_total)
+    out_params["surrogate_total"] = float(ghat[cover].sum())
+    return ghat[idx]
 
 
 def _coverage_params(out_params, n, user_out, known_total, hat_total) -> None:
@@ -809,13 +817,7 @@ def _stratified_draw(rows, *, mix, query_indices, losses, query_points, size, rn
     out_params.update({"allocation": allocation, "strata": int(np.count_nonzero(alloc)),
                        "queried_in_sample": k if members else 0})
     _coverage_params(out_params, n, user_out, known_total, hat_total)
-    g_sel = None
-    if ghat is not None:
-        cover = np.ones(n, dtype=bool)
-        cover[user_out] = False
-        cover[known_rows] = False
-        g_sel = ghat[idx]
-        _surrogate_params(out_params, fit, float(ghat[cover].sum()))
+    g_sel = _surrogate_params(out_params, fit, ghat, idx, user_out, known_rows)
     n_draws = int(idx.shape[0])
     stats = (int(np.count_nonzero(strata_sizes[alloc == 0])),
              float(prob.min()) / n_draws if n_draws else 0.0,
@@ -945,13 +947,7 @@ def _sensitivity_draw(rows, *, lam, replace, mix, lam_rule, query_indices, losse
         order_q = np.argsort(query_indices, kind="stable")
         known_total = float(losses[order_q[pos]].sum()) if known_rows.size else 0.0
         _coverage_params(out_params, n, user_out, known_total, hat_total)
-    g_sel = None
-    if ghat is not None:
-        cover = np.ones(n, dtype=bool)
-        cover[user_out] = False
-        cover[known_rows] = False
-        g_sel = ghat[idx]
-        _surrogate_params(out_params, fit, float(ghat[cover].sum()))
+    g_sel = _surrogate_params(out_params, fit, ghat, idx, user_out, known_rows)
     zeros = int(np.sum(rows.map_blocks(_zero_v_block, [None] * rows.n_blocks)))
     zeros -= int(np.count_nonzero(rows.take_rows(query_indices)[1] == 0))
     diagnostics = selection_diagnostics(
