@@ -46,11 +46,19 @@ ORACLE = textwrap.dedent("""
 """)
 
 
+def _child_setup(umask):
+    # a shell running jobs in the background starts them with SIGINT ignored, and Python
+    # keeps an ignored SIGINT ignored: restore the default so that Ctrl-C is seen
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    if umask is not None:
+        os.umask(umask)
+
+
 def run_cli(*args, cwd=None, env=None, umask=None):
     full_env = dict(os.environ, **(env or {}))
     proc = subprocess.run([sys.executable, "-m", "coreselect", *map(str, args)], cwd=cwd,
                           env=full_env, capture_output=True, text=True, timeout=120,
-                          preexec_fn=(lambda: os.umask(umask)) if umask is not None else None)
+                          preexec_fn=lambda: _child_setup(umask))
     return proc.returncode, proc.stdout, proc.stderr
 
 
