@@ -422,3 +422,22 @@ def test_design_flag_gives_the_python_apis_selection(tmp_path):
     rc, _, err = run_cli("sample", run, "--losses", answers, "-s", S, "--design", "nope",
                          "--out", tmp_path / "x.csv")
     assert rc == 2 and "--design" in err
+
+
+def test_surrogate_flag_reaches_the_selection_and_bad_files_are_named(tmp_path):
+    X, loss, emb = _pool(tmp_path)
+    run, answers = _plan_and_answers(tmp_path, loss, emb)
+    g = tmp_path / "g.npy"
+    np.save(g, 0.9 * loss + 0.1)
+    rc, out, err = run_cli("sample", run, "--losses", answers, "-s", S, "--surrogate", g,
+                           "--seed", 3, "--out", tmp_path / "s.csv", "-q")
+    assert rc == 0, err
+    got = read_selection(tmp_path / "s.csv")
+    assert got.surrogate.shape == (got.size,) and "surrogate_total" in got.params
+    np.save(tmp_path / "short.npy", np.ones(3))
+    rc, _, err = run_cli("sample", run, "--losses", answers, "-s", S, "--surrogate",
+                         tmp_path / "short.npy", "--out", tmp_path / "x.csv")
+    assert rc != 0 and "surrogate must have shape" in err
+    rc, _, err = run_cli("sample", run, "--losses", answers, "-s", S, "--surrogate",
+                         tmp_path / "none.npy", "--out", tmp_path / "x.csv")
+    assert rc != 0 and "--surrogate" in err and "no such file" in err

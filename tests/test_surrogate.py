@@ -208,3 +208,15 @@ def test_the_difference_estimator_still_uses_the_centers_losses_with_a_surrogate
         plain = sampler.sample(ERR[q], 200, seed=1, replace=replace)
         assert sel.params["hat_total"] == pytest.approx(plain.params["hat_total"])
         assert sel.params.get("hat_covered") == plain.params.get("hat_covered")
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".npz"])
+def test_a_selection_file_keeps_the_surrogate(tmp_path, suffix):
+    from coreselect.io import read_selection, write_selection
+
+    sel = cs.sensitivity_sample(X, ERR.__getitem__, 60, n_clusters=6, seed=2, surrogate=P_WRONG)
+    write_selection(str(tmp_path / f"s{suffix}"), sel)
+    back = read_selection(str(tmp_path / f"s{suffix}"))
+    np.testing.assert_allclose(back.surrogate, sel.surrogate)
+    y = ERR[sel.indices]
+    assert back.estimate_total(y).value == pytest.approx(sel.estimate_total(y).value)

@@ -1088,6 +1088,8 @@ def write_selection(path: str | os.PathLike, sel, *, force: bool = False,
         sizes = np.zeros(sel.size, dtype=np.int64)
     columns = {"index": sel.indices, "weight": sel.weights, "probability": sel.probabilities,
                "center": sel.centers, "cluster_size": sizes}
+    if sel.surrogate.size:  # the calibrated surrogate: estimate's control variate
+        columns["surrogate"] = sel.surrogate
     if suffix == ".parquet":
         write_table(path, columns, force=force, metadata=meta)
         return [path]
@@ -1141,6 +1143,8 @@ def read_selection(path: str | os.PathLike):
         if "center" in names:
             arrays["centers"] = np.array([int(v) for v in cols[names.index("center")]],
                                          dtype=np.int64)
+        if "surrogate" in names:
+            arrays["surrogate"] = np.array([float(v) for v in cols[names.index("surrogate")]])
     except ValueError as exc:
         raise ValueError(f"{path}: a cell is not a number ({exc}).") from None
     meta = dict(meta)
