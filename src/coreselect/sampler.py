@@ -74,7 +74,10 @@ class SensitivitySampler:
         "sensitivity" queries the clustering's centers (Algorithm 1 as the paper has it);
         "stratified" and "auto" query one uniformly random row of each cluster, which then
         counts as a draw of the stratified design (no oracle call is spent outside the
-        sample). See :func:`coreselect.sensitivity.sample_selection`.
+        sample). See :func:`coreselect.sensitivity.sample_selection`. Those rows are drawn
+        once, by ``fit``: the stratified estimate is unbiased over fit and sample together,
+        so for repeated estimates fit again (or call :func:`sensitivity_sample`) rather
+        than sample one fitted sampler many times.
     init : {"scalable", "greedy"}, default="scalable"
         How the centers are fitted (see :func:`coreselect.clustering.kz_clustering`):
         "scalable" (k-means|| seeding, a few passes over the fitting rows at any k) or
