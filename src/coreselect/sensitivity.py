@@ -232,6 +232,7 @@ def _iid_block(labels, v, start, arg):
         stats = _p_stats(np.delete(p, out))
     else:
         stats = _p_stats(p)
+    stats += (_zero_v(v),)
     if u.size == 0:
         return stats, None
     cdf = np.cumsum(np.concatenate([[carry], p]))[1:]
@@ -248,8 +249,14 @@ def _all_block(labels, v, start, arg):
     return p
 
 
-def _zero_v_block(labels, v, start, arg):
+def _zero_v(v) -> int:
+    """Rows at distance 0 from their center (the diagnostics' coincident rows)."""
     return int(np.count_nonzero(np.asarray(v) == 0))
+
+
+def _all_block_counted(labels, v, start, arg):
+    """:func:`_all_block`, and the block's rows at distance 0, in the same read."""
+    return _all_block(labels, v, start, arg), _zero_v(v)
 
 
 def block_masses(rows, losses: np.ndarray, lam: float) -> np.ndarray:
@@ -306,6 +313,14 @@ def draw_in_strata(rows, alloc: np.ndarray, rng: np.random.Generator,
 
     The draw is made where the blocks live: each pick is a (stratum, rank) pair, sent to the
     block holding that rank of the stratum's available rows.
+
+    Examples
+    --------
+    >>> from coreselect.pools.state import memory_rows
+    >>> rows = memory_rows(np.array([0, 0, 1, 1, 1]), np.zeros(5), 2, 5)
+    >>> idx, strata = draw_in_strata(rows, np.array([2, 1]), np.random.default_rng(0))
+    >>> idx[strata == 0].tolist(), int(idx[strata == 1][0]) in (2, 3, 4)
+    ([0, 1], True)
     """
     out = np.empty(0, dtype=np.int64) if out is None else np.asarray(out, dtype=np.int64)
     avail = _available_counts(rows, out)
@@ -494,6 +509,14 @@ def choose_design(query_points, query_losses, sizes, *, surrogate_var: dict | No
     residuals when they are random rows), the per-row proposal (``"sensitivity"``) when its
     predicted variance is below ``AUTO_PROPOSAL_MARGIN`` times the stratified design's,
     else ``"stratified"``.
+
+    Examples
+    --------
+    >>> x = np.arange(20.0)[:, None]
+    >>> choose_design(x, x[:, 0] ** 2, np.ones(20))[0]           # smooth in x
+    'sensitivity'
+    >>> choose_design(x, np.tile([0.0, 5.0], 10), np.ones(20))[0]  # not
+    'stratified'
     """
     if surrogate_var is not None:
         best = min(surrogate_var, key=surrogate_var.get)
@@ -658,7 +681,7 @@ def sample_selection(rows, *, query_indices: np.ndarray, query_losses: np.ndarra
             design, design_rule = "sensitivity", (
                 f"auto: size={size} is less than one draw per cluster")
     common = dict(query_indices=query_indices, losses=losses, query_points=query_points,
-                  size=size, rng=rng, z=z, n_clusters=n_clusters, method=method, path=path,
+                  size=size, rng=rng, z=z, n_clusters=n_clusters, path=path,
                   holder_quantile=holder_quantile, theorem=theorem, user_out=user_out,
                   ghat=ghat, spread=spread, fit=fit, members=members)
     if design == "stratified":
@@ -756,7 +779,7 @@ def _coverage_params(out_params, n, user_out, known_total, hat_total) -> None:
 
 
 def _stratified_draw(rows, *, mix, query_indices, losses, query_points, size, rng, z,
-                     n_clusters, method, path, holder_quantile, theorem, user_out, ghat,
+                     n_clusters, path, holder_quantile, theorem, user_out, ghat,
                      spread, fit, members):
     """The stratified design: the clusters as strata, uniform draws without replacement."""
     n, k = rows.n, int(query_indices.shape[0])
@@ -841,7 +864,7 @@ def _stratified_draw(rows, *, mix, query_indices, losses, query_points, size, rn
 
 
 def _sensitivity_draw(rows, *, lam, replace, mix, lam_rule, query_indices, losses,
-                      query_points, size, rng, z, n_clusters, method, path, holder_quantile,
+                      query_points, size, rng, z, n_clusters, path, holder_quantile,
                       theorem, user_out, ghat, spread, fit, members):
     """Algorithm 1's draw: probabilities from the queried losses (or the surrogate's
     per-row spreads) and the distances, i.i.d. or without replacement."""
@@ -912,12 +935,15 @@ def _sensitivity_draw(rows, *, lam, replace, mix, lam_rule, query_indices, losse
             if got is not None:
                 where = order[cuts[b]:cuts[b + 1]]
                 idx[where], prob[where], labs[where] = got
-        stats = [st for st, _ in results]
+        stats = [st[:3] for st, _ in results]
+        zeros = sum(st[3] for st, _ in results)
         weights = 1.0 / (size * prob)
     else:
         args = [(d_losses, d_lam, total, d_mix, n_avail, local[b], mass_of(b))
                 for b in range(rows.n_blocks)]
-        p = np.concatenate(rows.map_blocks(_all_block, args)) if rows.n_blocks else np.empty(0)
+        got = rows.map_blocks(_all_block_counted, args)
+        p = np.concatenate([pb for pb, _ in got]) if rows.n_blocks else np.empty(0)
+        zeros = sum(z for _, z in got)
         eligible = None
         if out.size:
             eligible = np.ones(n, dtype=bool)
@@ -948,7 +974,6 @@ def _sensitivity_draw(rows, *, lam, replace, mix, lam_rule, query_indices, losse
         known_total = float(losses[order_q[pos]].sum()) if known_rows.size else 0.0
         _coverage_params(out_params, n, user_out, known_total, hat_total)
     g_sel = _surrogate_params(out_params, fit, ghat, idx, user_out, known_rows)
-    zeros = int(np.sum(rows.map_blocks(_zero_v_block, [None] * rows.n_blocks)))
     zeros -= int(np.count_nonzero(rows.take_rows(query_indices)[1] == 0))
     diagnostics = selection_diagnostics(
         p_summary=p_summary, indices=idx, weights=weights, query_points=query_points,

@@ -24,11 +24,10 @@ from .._validation import (
     check_embeddings,
     check_probabilities,
     check_random_state,
-    check_size,
     iter_chunks,
 )
 from ..selection import Selection
-from .uniform import _nominal_selection, available_rows
+from .uniform import _nominal_selection, selectable_rows
 
 __all__ = ["badge"]
 
@@ -143,11 +142,7 @@ def badge(probs, embeddings, size: int, *, seed=None, exclude=None, first: str =
         )
     first = check_choice(first, "first", ("max_norm", "random"))
     rng = check_random_state(seed)
-    rows = available_rows(n, exclude)
-    pool = n if rows is None else int(rows.shape[0])
-    if pool == 0:
-        raise ValueError(f"exclude covers all n={n} rows; nothing is left to select.")
-    size = check_size(size, pool, replace=False)
+    rows, pool, size = selectable_rows(n, exclude, size)
 
     grad = _GradientDistances(probs, H)
     free = np.ones(n, dtype=bool) if rows is None else np.zeros(n, dtype=bool)

@@ -27,12 +27,11 @@ from .._validation import (
     check_positive_int,
     check_probabilities,
     check_random_state,
-    check_size,
 )
 from ..clustering import cluster_array
 from ..selection import Selection
 from .uncertainty import _top, uncertainty_scores
-from .uniform import _nominal_selection, available_rows
+from .uniform import _nominal_selection, selectable_rows
 
 __all__ = ["cluster_margin", "round_robin"]
 
@@ -154,11 +153,7 @@ def cluster_margin(probs, embeddings, size: int, *, margin_multiple: float = 10.
         raise TypeError(f"margin_multiple must be a real number >= 1; got "
                         f"{type(margin_multiple).__name__} {margin_multiple!r}.")
     rng = check_random_state(seed)
-    rows = available_rows(n, exclude)
-    pool = n if rows is None else int(rows.shape[0])
-    if pool == 0:
-        raise ValueError(f"exclude covers all n={n} rows; nothing is left to select.")
-    size = check_size(size, pool, replace=False)
+    rows, pool, size = selectable_rows(n, exclude, size)
     m = min(pool, max(size, math.ceil(margin_multiple * size)))
     k = None
     if clusters is None:

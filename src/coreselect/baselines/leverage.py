@@ -25,12 +25,11 @@ from .._validation import (
     check_embeddings,
     check_positive_int,
     check_random_state,
-    check_size,
     iter_chunks,
 )
 from ..selection import Selection
 from ..sensitivity import draw_sample, draw_without_replacement, inclusion_probabilities
-from .uniform import available_rows
+from .uniform import selectable_rows
 
 __all__ = ["leverage_scores", "sketched_leverage_scores", "leverage_sample"]
 
@@ -291,11 +290,7 @@ def leverage_sample(A, size: int, *, method: str = "exact", replace: bool = True
     rng = check_random_state(seed)
     A = check_embeddings(A, name="A")
     n = A.shape[0]
-    rows = available_rows(n, exclude)
-    pool = n if rows is None else int(rows.shape[0])
-    if pool == 0:
-        raise ValueError(f"exclude covers all n={n} rows; nothing is left to draw.")
-    size = check_size(size, pool, replace=replace)
+    rows, pool, size = selectable_rows(n, exclude, size, replace=replace, verb="draw")
     if method not in ("exact", "sketched"):
         raise ValueError(f"method must be 'exact' or 'sketched'; got {method!r}.")
     if scores is None:

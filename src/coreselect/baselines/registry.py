@@ -210,7 +210,7 @@ def _sensitivity(size, X, probs, oracle, labelled, seed, options) -> Selection:
     them labelled already; k is what the fit placed (fewer than n_clusters on a pool with
     fewer distinct rows). With ``probs``, the model's expected cross-entropy is the
     surrogate (unless ``surrogate=`` is given)."""
-    from .._validation import check_random_state, check_surrogate
+    from .._validation import check_random_state
     from ..oracle import ask_oracle
     from ..sampler import SensitivitySampler
     from ..surrogates import expected_cross_entropy
@@ -235,8 +235,7 @@ def _sensitivity(size, X, probs, oracle, labelled, seed, options) -> Selection:
     losses = ask_oracle(oracle, q, batch_size=ask.get("batch_size", 1024),
                         cache=ask.get("cache"), progress=ask.get("progress", False),
                         state=sampler)
-    surrogate = check_surrogate(draw.pop("surrogate", None), sampler.n_samples_)
-    return sampler.sample(losses, size - q.shape[0], surrogate=surrogate, **draw)
+    return sampler.sample(losses, size - q.shape[0], **draw)  # validates the draw options
 
 
 def get_strategy(name: str) -> Callable[..., Selection]:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validation import check_probabilities, check_random_state, check_size, iter_chunks
+from .._validation import check_probabilities, check_random_state, iter_chunks
 from ..selection import Selection
-from .uniform import _nominal_selection, available_rows
+from .uniform import _nominal_selection, selectable_rows
 
 __all__ = ["margin", "least_confidence", "entropy", "uncertainty_scores"]
 
@@ -86,11 +86,7 @@ def _select(probs, size: int, kind: str, seed, exclude) -> Selection:
     rng = check_random_state(seed)
     scores = uncertainty_scores(probs, kind)
     n = scores.shape[0]
-    rows = available_rows(n, exclude)
-    pool = n if rows is None else int(rows.shape[0])
-    if pool == 0:
-        raise ValueError(f"exclude covers all n={n} rows; nothing is left to select.")
-    size = check_size(size, pool, replace=False)
+    rows, pool, size = selectable_rows(n, exclude, size)
     if rows is None:
         idx = _top(scores, size, rng)
     else:

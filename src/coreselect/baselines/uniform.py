@@ -22,6 +22,17 @@ def available_rows(n: int, exclude) -> np.ndarray | None:
     return np.flatnonzero(keep)
 
 
+def selectable_rows(n: int, exclude, size, *, replace: bool = False,
+                    verb: str = "select") -> tuple[np.ndarray | None, int, int]:
+    """``(rows, pool, size)``: the rows not in ``exclude`` (None: all), how many, and
+    ``size`` checked against them; an error when ``exclude`` covers every row."""
+    rows = available_rows(n, exclude)
+    pool = n if rows is None else int(rows.shape[0])
+    if pool == 0:
+        raise ValueError(f"exclude covers all n={n} rows; nothing is left to {verb}.")
+    return rows, pool, check_size(size, pool, replace=replace)
+
+
 def _nominal_selection(indices, pool: int, n: int, method: str, params: dict,
                        diagnostics: dict | None = None, *, replace: bool = False) -> Selection:
     """``size`` rows of ``pool`` available ones as a Selection with the nominal weights
@@ -72,11 +83,7 @@ def uniform(n: int, size: int, *, seed=None, replace: bool = False, exclude=None
     """
     n = check_positive_int(n, "n", minimum=1)
     rng = check_random_state(seed)
-    rows = available_rows(n, exclude)
-    pool = n if rows is None else int(rows.shape[0])
-    if pool == 0:
-        raise ValueError(f"exclude covers all n={n} rows; nothing is left to draw.")
-    size = check_size(size, pool, replace=replace)
+    rows, pool, size = selectable_rows(n, exclude, size, replace=replace, verb="draw")
     if replace:
         pos = rng.integers(0, pool, size=size)
     else:
