@@ -59,6 +59,7 @@ def test_the_centers_as_a_take_all_stratum():
     assert sel.params["known_total"] == pytest.approx(sel.query_losses.sum())
 
 
+@pytest.mark.heavy
 def test_unbiased_over_fresh_clusterings():
     est = []
     for seed in range(200):
@@ -70,6 +71,7 @@ def test_unbiased_over_fresh_clusterings():
     assert abs(est.mean() - LOSS.sum()) < 4 * se
 
 
+@pytest.mark.heavy
 def test_variance_estimate_matches_the_spread_and_intervals_cover():
     sampler = cs.SensitivitySampler(8, seed=1, design="sensitivity").fit(X)
     q = LOSS[sampler.query_indices_]
@@ -85,6 +87,7 @@ def test_variance_estimate_matches_the_spread_and_intervals_cover():
     assert cover / 400 >= 0.92
 
 
+@pytest.mark.heavy
 def test_random_queries_variance_and_coverage_over_fresh_fits():
     vals, variances, cover = [], [], 0
     for seed in range(200):
@@ -101,6 +104,7 @@ def test_random_queries_variance_and_coverage_over_fresh_fits():
     assert cover / 200 >= 0.91
 
 
+@pytest.mark.heavy
 def test_random_queries_never_worse_than_uniform_at_equal_calls():
     noise = np.random.default_rng(9).gamma(2.0, 1.0, size=1500)
     strat, unif = [], []
@@ -115,6 +119,7 @@ def test_random_queries_never_worse_than_uniform_at_equal_calls():
     assert 0.75 < ratio < 1.25, ratio
 
 
+@pytest.mark.heavy
 def test_no_better_and_no_worse_than_uniform_when_the_loss_ignores_the_clusters():
     noise = np.random.default_rng(9).gamma(2.0, 1.0, size=1500)
     sampler = cs.SensitivitySampler(6, seed=2, design="sensitivity").fit(X)
@@ -139,6 +144,7 @@ def test_much_better_than_sensitivity_draws_when_the_clusters_explain_the_loss()
     assert vs < vp
 
 
+@pytest.mark.heavy
 def test_every_pool_gives_the_same_stratified_selection(tmp_path):
     np.save(tmp_path / "x.npy", X)
     pools = [str(tmp_path / "x.npy")]

@@ -77,6 +77,7 @@ def test_bad_surrogate_names_the_argument_and_row(bad, message):
         sampler.sample(ERR[sampler.query_indices_], 50, surrogate=bad)
 
 
+@pytest.mark.heavy
 # ---------------------------------------------------------------------------- unbiased
 @pytest.mark.parametrize("design, replace", [("sensitivity", True), ("sensitivity", False),
                                              ("stratified", False)])
@@ -94,6 +95,7 @@ def test_unbiased_with_a_surrogate_over_fresh_fits(design, replace):
         assert abs(est.mean() - truth) < 4 * se + 1e-9 * truth
 
 
+@pytest.mark.heavy
 def test_the_surrogate_helps_a_lot_when_it_is_good_and_costs_little_when_it_is_noise():
     # uniform sampling of the same oracle calls (k + s) as the reference
     rng = np.random.default_rng(1)
@@ -114,6 +116,7 @@ def test_the_surrogate_helps_a_lot_when_it_is_good_and_costs_little_when_it_is_n
     assert mse(noise_c) < 1.15 * mse(noise_w)  # the tuned coefficient goes to ~0
 
 
+@pytest.mark.heavy
 def test_intervals_cover_with_a_surrogate():
     cover = 0
     for seed in range(200):

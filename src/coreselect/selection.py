@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -206,7 +207,7 @@ class Selection:
         (array([2, 5]), array([2., 2.]))
         """
         uniq, inverse = np.unique(self.indices, return_inverse=True)
-        return uniq, np.bincount(inverse, weights=self.weights, minlength=uniq.shape[0])
+        return uniq, np.bincount(inverse, weights=self.weights)
 
     @property
     def to_label(self) -> np.ndarray:
@@ -243,14 +244,13 @@ class Selection:
         m = int(self.params.get("queried_in_sample", 0))
         if m and losses.ndim == 1 and losses.shape[0] == self.size - m:
             # the new draws' losses only: the queried rows (listed first) are known
-            return np.concatenate([self.query_losses[:m], check_losses(
-                losses, self.indices[m:], name="losses")])
+            return np.concatenate([self.query_losses[:m], check_losses(losses, self.indices[m:])])
         if m and losses.ndim == 1 and losses.shape[0] != self.size:
             raise ValueError(
                 f"losses: {losses.shape[0]} values; expected {self.size} (one per selected "
                 f"row), {self.size - m} (the rows after the {m} queried ones, whose losses "
                 f"are known) or {self.n} (the whole pool).")
-        return check_losses(losses, self.indices, name="losses")
+        return check_losses(losses, self.indices)
 
     def estimate_total(self, losses: Any, *, method: str = "auto",
                        confidence: float = 0.95) -> Estimate:
@@ -399,13 +399,13 @@ def _estimate(y: np.ndarray, w: np.ndarray, p: np.ndarray, replace: bool) -> tup
     x = w * y
     value = float(x.sum())
     if s < 2:
-        return value, float("nan")
+        return value, math.nan
     if replace:
         # Hansen-Hurwitz: s i.i.d. terms x_j = y_j / (s p_j); Var(sum) = s Var(x_1)
         var = s / (s - 1) * float(np.sum((x - x.mean()) ** 2))
     else:
         # Hajek's approximation for fixed-size high-entropy designs; certain units add nothing
-        c = np.clip(1.0 - p, 0.0, 1.0)
+        c = np.maximum(1.0 - p, 0.0)  # p >= 1 (a certain row): 0
         if c.sum() <= 0:
             return value, 0.0
         b = float(np.sum(c * x) / c.sum())
@@ -427,24 +427,22 @@ def _stratified_estimate(y: np.ndarray, w: np.ndarray, strata: np.ndarray) -> tu
     """
     value = float(np.dot(w, y))
     uniq, inv, counts = np.unique(strata, return_inverse=True, return_counts=True)
-    sums = np.bincount(inv, weights=y, minlength=uniq.shape[0])
-    sq = np.bincount(inv, weights=y * y, minlength=uniq.shape[0])
-    big_n = np.bincount(inv, weights=w, minlength=uniq.shape[0])  # n_h weights N_h / n_h
-    var = 0.0
+    sums = np.bincount(inv, weights=y)   # every label of inv occurs: no minlength needed
+    sq = np.bincount(inv, weights=y * y)
+    big_n = np.bincount(inv, weights=w)  # n_h weights N_h / n_h
     census = big_n <= counts * (1.0 + 1e-12)  # every row of the stratum drawn: no variance
     many = (counts >= 2) & ~census
-    if many.any():
-        nh = counts[many].astype(np.float64)
-        mean = sums[many] / nh
-        s2 = np.maximum(sq[many] - nh * mean**2, 0.0) / (nh - 1)
-        fpc = np.clip(1.0 - nh / big_n[many], 0.0, 1.0)
-        var += float(np.sum(big_n[many] ** 2 * fpc * s2 / nh))
+    nh = counts[many]
+    mean = sums[many] / nh
+    s2 = np.maximum(sq[many] - nh * mean**2, 0.0) / (nh - 1)
+    fpc = 1.0 - nh / big_n[many]  # in (0, 1): these strata are not drawn whole
+    var = float(np.sum(big_n[many] ** 2 * fpc * s2 / nh))
     single = np.flatnonzero(~many & ~census)
     if single.size == 1:
         # a lone single: collapsed with the stratum of the nearest size that has two draws
         multi = np.flatnonzero(many)
         if not multi.size:
-            return value, float("nan")
+            return value, math.nan
         h, j = single[0], multi[np.argmin(np.abs(big_n[multi] - big_n[single[0]]))]
         t = np.array([big_n[h] * sums[h], big_n[j] * sums[j] / counts[j]])
         return value, var + 2.0 * float(np.sum((t - t.mean()) ** 2))
@@ -463,6 +461,6 @@ def _stratified_estimate(y: np.ndarray, w: np.ndarray, strata: np.ndarray) -> tu
 def _interval(value: float, var: float, s: int, confidence: float) -> Estimate:
     from scipy.special import stdtrit  # Student t quantile; lighter than scipy.stats
 
-    se = float(np.sqrt(var)) if np.isfinite(var) else float("nan")
+    se = float(np.sqrt(var)) if np.isfinite(var) else math.nan
     q = float(stdtrit(max(s - 1, 1), 0.5 + confidence / 2))
     return Estimate(value, se, value - q * se, value + q * se, confidence)

@@ -23,6 +23,8 @@ small loss are almost never drawn; too large: the losses are ignored). The bench
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ._validation import check_lam
@@ -519,11 +521,13 @@ def choose_design(query_points, query_losses, sizes, *, surrogate_var: dict | No
     'stratified'
     """
     if surrogate_var is not None:
-        best = min(surrogate_var, key=surrogate_var.get)
-        if (best == "sensitivity" and "stratified" in surrogate_var
-                and surrogate_var["sensitivity"] >= AUTO_PROPOSAL_MARGIN
-                * surrogate_var["stratified"]):
-            best = "stratified"  # the per-row proposal must win clearly: its tails are unseen
+        # the per-row proposal must win clearly (its tails are unseen); without a stratified
+        # prediction (fewer draws than strata) it is the only one
+        sens = surrogate_var.get("sensitivity", math.inf)
+        best = "stratified"
+        if "stratified" not in surrogate_var or sens < (AUTO_PROPOSAL_MARGIN
+                                                       * surrogate_var["stratified"]):
+            best = "sensitivity"
         shown = ", ".join(f"{d} {v:.4g}" for d, v in surrogate_var.items())
         return best, f"auto: smallest predicted variance under the calibrated surrogate ({shown})"
     from .diagnostics import nearest_neighbour_r2
@@ -554,10 +558,9 @@ def _moment_block(labels, v, start, arg):
     """``sum spread^2 / p`` over one block's rows (``p`` the sensitivity probabilities)."""
     spread, lam, total, mix, n, out = arg
     p = block_probabilities(slice(None), v, spread, lam, total, mix, n)
-    m = np.where(p > 0, spread * spread / np.where(p > 0, p, 1.0),
-                 np.where(spread > 0, np.inf, 0.0))
-    if out.size:
-        m[out] = 0.0
+    # p = 0 only where spread + lam v = 0 (and mix = 0): such a row adds 0 / tiny = 0
+    m = spread * spread / np.maximum(p, np.finfo(np.float64).tiny)
+    m[out] = 0.0
     return float(m.sum())
 
 
@@ -723,8 +726,8 @@ def _predicted_variances(rows, spread, *, size, lam, mix, exclude, query_indices
     keep = np.ones(rows.n, dtype=bool)
     keep[out_s] = False
     sp = np.where(keep, spread, 0.0)
-    cost = float(rows.cost) - float(rows.take_rows(out_s)[1].sum()) if out_s.size else rows.cost
-    lam_value = 0.0 if lam == "auto" else resolve_lam(lam, float(sp.sum()), max(cost, 0.0))[0]
+    cost = float(rows.cost) - float(rows.take_rows(out_s)[1].sum())
+    lam_value = 0.0 if lam == "auto" else float(check_lam(lam))
     total = float(sp.sum()) + lam_value * max(cost, 0.0)
     if total > 0:
         local = _local_out(rows, out_s)
@@ -735,7 +738,7 @@ def _predicted_variances(rows, spread, *, size, lam, mix, exclude, query_indices
     if (members and losses is not None and ghat is not None
             and query_indices.shape[0] >= CALIBRATION_MIN_ROWS):
         big_n = rows.sizes.astype(np.float64)
-        r = np.asarray(losses, dtype=np.float64) - ghat[query_indices]
+        r = losses - ghat[query_indices]
         var_r = float(np.dot(big_n, (r - np.dot(big_n, r) / big_n.sum()) ** 2) / big_n.sum())
         if "stratified" in result:
             result["stratified"] = float(np.sum(avail[pos] ** 2 * var_r * fpc / alloc[pos]))
@@ -743,11 +746,10 @@ def _predicted_variances(rows, spread, *, size, lam, mix, exclude, query_indices
             v_q = rows.take_rows(query_indices)[1]
             # each queried row stands for the rows of its cluster: the probability a row like
             # it gets (whether or not it can itself be drawn again)
+            # > 0: the spread has a floor c0 > 0
             p_q = ((1.0 - mix) * (spread[query_indices] + lam_value * v_q) / total
                    + mix / keep.sum())
-            ok = p_q > 0
-            moment = float(np.sum(big_n[ok] * r[ok] ** 2 / p_q[ok]))
-            result["sensitivity"] = moment / size if ok.all() or not np.any(r[~ok]) else np.inf
+            result["sensitivity"] = float(np.sum(big_n * r ** 2 / p_q)) / size
     return result or {"stratified": 0.0}
 
 

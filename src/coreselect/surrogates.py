@@ -47,10 +47,11 @@ def expected_cross_entropy(probs) -> np.ndarray:
     >>> expected_cross_entropy(np.array([[1.0, 0.0], [0.5, 0.5]])).round(4).tolist()
     [0.0, 0.6931]
     """
-    p = np.clip(check_probabilities(probs, name="probs"), 0.0, 1.0).astype(np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0)
-    return np.maximum(-terms.sum(axis=1), 0.0)
+    p = check_probabilities(probs).astype(np.float64)
+    # entries within the tolerance below 0 count as 0 (log 0 for them), above 1 they give a
+    # sum just below 0, taken back to 0
+    log_p = np.log(np.where(p > 0, p, 1.0))
+    return np.maximum(-(p * log_p).sum(axis=1), 0.0)
 
 
 def expected_zero_one(probs) -> np.ndarray:
@@ -62,8 +63,8 @@ def expected_zero_one(probs) -> np.ndarray:
     >>> expected_zero_one(np.array([[0.9, 0.1], [0.5, 0.5]])).tolist()
     [0.09999999999999998, 0.5]
     """
-    p = np.clip(check_probabilities(probs, name="probs"), 0.0, 1.0).astype(np.float64)
-    return np.maximum(1.0 - p.max(axis=1), 0.0)
+    top = check_probabilities(probs).max(axis=1).astype(np.float64)
+    return np.maximum(1.0 - top, 0.0)
 
 
 # Fewer queried rows than this: the surrogate's scale is fitted, its shape trusted.
@@ -113,17 +114,17 @@ class SurrogateFit:
 
 
 def _wls(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, float]:
-    """Weighted least squares ``y ~ alpha + beta x`` with ``alpha, beta >= 0``."""
+    """Weighted least squares ``y ~ alpha + beta x`` with ``alpha, beta >= 0`` (``x >= 0``)."""
     sw = float(w.sum())
     mx, my = float(np.dot(w, x) / sw), float(np.dot(w, y) / sw)
     vx = float(np.dot(w, (x - mx) ** 2))
-    beta = float(np.dot(w, (x - mx) * (y - my)) / vx) if vx > 0 else 0.0
-    alpha = my - beta * mx
-    if beta <= 0 or vx <= 0:  # no increasing relation: the mean alone
+    cov = float(np.dot(w, (x - mx) * y))
+    if vx <= 0 or cov <= 0:  # no increasing relation: the mean alone
         return max(my, 0.0), 0.0
-    if alpha < 0:  # through the origin
-        sxx = float(np.dot(w, x * x))
-        return 0.0, max(float(np.dot(w, x * y)) / sxx, 0.0) if sxx > 0 else 0.0
+    beta = cov / vx
+    alpha = my - beta * mx
+    if alpha < 0:  # through the origin (x has spread, so sum w x^2 > 0)
+        return 0.0, float(np.dot(w, x * y)) / float(np.dot(w, x * x))
     return alpha, beta
 
 

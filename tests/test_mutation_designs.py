@@ -1,0 +1,532 @@
+"""The designs' predicted variances, the surrogate's calibration and its helpers, case by hand:
+the tests that kill the mutants of the code the estimation issue added (``make mutation``; see
+tests/test_mutation_selection.py).
+
+The references below are written out row by row in plain numpy (no blocks, no row state), from
+the formulas in the docstrings, not read back from the code.
+
+Surviving mutants that are equivalent (mutmut 3.8), by kind:
+
+- ``_predicted_variances``: ``np.ones(rows.n, dtype=bool)`` with the dtype None or dropped
+  (``keep`` is then float 1.0/0.0: ``np.where`` and ``keep.sum()`` read it the same);
+  ``big_n = rows.sizes.astype(None)`` (int64 sizes meet float residuals in every product).
+- ``calibrate_surrogate`` / ``_wls``: ``max(my, 0.0)`` with another floor where ``my`` is a
+  weighted mean of losses >= 0 (never below any floor <= 0).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from coreselect.pools.state import memory_rows
+from coreselect.sensitivity import _predicted_variances, neyman_allocation
+from coreselect.surrogates import (
+    SPREAD_FLOOR,
+    SurrogateFit,
+    _wls,
+    calibrate_surrogate,
+    expected_cross_entropy,
+    expected_zero_one,
+)
+
+
+# --------------------------------------------------------------- expected losses
+def test_expected_cross_entropy_by_hand():
+    p = np.array([[0.5, 0.5, 0.0], [0.25, 0.25, 0.5], [1.0, 0.0, 0.0]])
+    want = [np.log(2.0), -(0.5 * np.log(0.25) + 0.5 * np.log(0.5)), 0.0]
+    got = expected_cross_entropy(p)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
+    assert not np.isnan(got).any()
+
+
+def test_expected_losses_within_the_tolerance_of_0_and_1():
+    # entries a little outside [0, 1] (allowed by the validation's 1e-4): the entropy of a
+    # near-certain row is 0, not negative and not nan; its 0-1 error is 0, not negative
+    p = np.array([[1.00005, -0.00005, 0.0], [0.7, 0.3, 0.0], [0.50005, 0.5, -0.00005]])
+    ce = expected_cross_entropy(p)
+    assert ce[0] == 0.0
+    assert ce[1] == pytest.approx(-(0.7 * np.log(0.7) + 0.3 * np.log(0.3)), rel=1e-12)
+    # the entry below 0 adds nothing (not -0.00005 log of anything)
+    assert ce[2] == pytest.approx(-(0.50005 * np.log(0.50005) + 0.5 * np.log(0.5)), rel=1e-12)
+    err = expected_zero_one(p)
+    assert err[0] == 0.0 and err[1] == pytest.approx(0.3, rel=1e-12)
+
+
+def test_expected_losses_are_float64_for_float32_probabilities():
+    p = np.array([[0.9, 0.1], [0.6, 0.4]], dtype=np.float32)
+    assert expected_cross_entropy(p).dtype == np.float64
+    assert expected_zero_one(p).dtype == np.float64
+    # 1 - max in float64: 1 - float32(0.9) exactly, not rounded to float32 again
+    assert expected_zero_one(p)[0] == 1.0 - float(np.float32(0.9))
+
+
+@pytest.mark.parametrize("fn", [expected_cross_entropy, expected_zero_one])
+def test_expected_losses_name_probs_in_their_errors(fn):
+    with pytest.raises(ValueError, match=r"^probs rows must sum to 1"):
+        fn(np.array([[0.5, 0.6]]))
+
+
+# ------------------------------------------------------------------ calibration
+def _wls_by_hand(x, y, w):
+    """Weighted least squares with both coefficients >= 0, written out."""
+    sw = w.sum()
+    mx, my = (w * x).sum() / sw, (w * y).sum() / sw
+    sxx = (w * (x - mx) ** 2).sum()
+    slope = (w * (x - mx) * (y - my)).sum() / sxx
+    return my - slope * mx, slope
+
+
+def test_wls_with_a_positive_intercept():
+    x = np.array([0.0, 1.0, 2.0, 4.0])
+    y = np.array([1.0, 2.5, 2.0, 5.0])
+    w = np.array([1.0, 2.0, 1.0, 3.0])
+    a, b = _wls(x, y, w)
+    want_a, want_b = _wls_by_hand(x, y, w)
+    assert want_a > 0 and want_b > 0
+    assert a == pytest.approx(want_a, rel=1e-12) and b == pytest.approx(want_b, rel=1e-12)
+
+
+def test_wls_through_the_origin_when_the_intercept_would_be_negative():
+    x = np.array([1.0, 2.0, 3.0])
+    y = np.array([0.5, 2.0, 4.0])   # slope 1.75, intercept -1.25: refit through 0
+    w = np.array([1.0, 1.0, 2.0])
+    a, b = _wls(x, y, w)
+    assert _wls_by_hand(x, y, w)[0] < 0
+    assert a == 0.0
+    assert b == pytest.approx((w * x * y).sum() / (w * x * x).sum(), rel=1e-12)
+
+
+def test_wls_without_an_increasing_relation_is_the_mean():
+    x = np.array([1.0, 2.0, 3.0])
+    y = np.array([3.0, 2.0, 1.0])
+    w = np.array([1.0, 1.0, 2.0])
+    assert _wls(x, y, w) == (pytest.approx(7.0 / 4.0, rel=1e-12), 0.0)
+    # no spread in x: the mean too, whatever the losses
+    assert _wls(np.full(3, 2.0), y, w) == (pytest.approx(7.0 / 4.0, rel=1e-12), 0.0)
+    # a zero slope exactly: the mean
+    assert _wls(np.array([0.0, 1.0, 2.0]), np.array([1.0, 3.0, 1.0]), np.ones(3)) == (
+        pytest.approx(5.0 / 3.0, rel=1e-12), 0.0)
+
+
+def test_calibration_with_many_rows_uses_the_fit_for_the_shape_and_the_floor():
+    rng = np.random.default_rng(3)
+    g = rng.uniform(0.1, 1.0, 40)
+    y = 0.5 + 2.0 * g + rng.normal(0, 0.01, 40)
+    w = rng.integers(1, 5, 40).astype(float)
+    fit = calibrate_surrogate(g, y, weights=w)
+    a, b = _wls_by_hand(g, y, w)
+    assert (fit.a, fit.b, fit.shape_a, fit.shape_b) == pytest.approx((a, b, a, b), rel=1e-12)
+    assert fit.c0 == pytest.approx(SPREAD_FLOOR * (w * (a + b * g)).sum() / w.sum(), rel=1e-12)
+    assert fit.rows == 40
+
+
+def test_calibration_that_finds_no_relation_gives_a_uniform_shape():
+    g = np.linspace(0.1, 1.0, 30)
+    y = 1.0 - 0.5 * g
+    fit = calibrate_surrogate(g, y)
+    assert (fit.b, fit.shape_a, fit.shape_b) == (0.0, 1.0, 0.0)
+    assert fit.a == pytest.approx(y.mean(), rel=1e-12)
+    assert fit.c0 == pytest.approx(SPREAD_FLOOR * 1.0, rel=1e-12)
+    np.testing.assert_allclose(fit.spread(g), np.sqrt(1.0 + SPREAD_FLOOR), rtol=1e-12)
+
+
+def test_calibration_with_few_rows_fits_the_scale_only():
+    g = np.array([0.2, 0.4, 1.0])
+    y = np.array([1.0, 0.0, 3.0])
+    w = np.array([2.0, 1.0, 1.0])
+    fit = calibrate_surrogate(g, y, weights=w)
+    assert fit.a == 0.0 and fit.b == pytest.approx(5.0 / 1.8, rel=1e-12)
+    assert (fit.shape_a, fit.shape_b) == (0.0, 1.0)
+    assert fit.c0 == pytest.approx(SPREAD_FLOOR * 1.8 / 4.0, rel=1e-12)
+    # a surrogate that is 0 on every queried row: the losses' mean, floor 1
+    fit0 = calibrate_surrogate(np.zeros(3), y, weights=w)
+    assert (fit0.a, fit0.b, fit0.c0) == (pytest.approx(5.0 / 4.0, rel=1e-12), 0.0, 1.0)
+
+
+def test_calibration_leaves_out_rows_of_weight_0_and_checks_lengths():
+    g = np.array([0.2, 0.4, 1.0, 9.0])
+    y = np.array([1.0, 0.0, 3.0, 100.0])
+    w = np.array([2.0, 1.0, 1.0, 0.0])
+    fit = calibrate_surrogate(g, y, weights=w)
+    assert fit.rows == 3 and fit.b == pytest.approx(5.0 / 1.8, rel=1e-12)
+    empty = calibrate_surrogate(g[:1], y[:1], weights=np.zeros(1))
+    assert (empty.a, empty.b, empty.shape_a, empty.shape_b, empty.c0, empty.rows) == (
+        0.0, 1.0, 0.0, 1.0, 0.0, 0)
+    with pytest.raises(ValueError, match="same length"):
+        calibrate_surrogate(g, y[:3])
+
+
+def test_surrogate_fit_predicts_and_spreads_by_its_formulas():
+    fit = SurrogateFit(a=-0.5, b=2.0, shape_a=-1.0, shape_b=4.0, c0=0.25, rows=5)
+    g = np.array([0.0, 0.5, 1.0])
+    np.testing.assert_array_equal(fit.predict(g), [0.0, 0.5, 1.5])
+    np.testing.assert_array_equal(fit.spread(g), [0.5, np.sqrt(1.25), np.sqrt(3.25)])
+    assert fit.to_dict() == {"a": -0.5, "b": 2.0, "shape_a": -1.0, "shape_b": 4.0,
+                             "c0": 0.25, "rows": 5}
+
+
+# ----------------------------------------------------------- predicted variances
+def _pool():
+    """12 rows in 3 clusters, two blocks; the queried rows are 0, 5 and 9."""
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 2, 2, 2, 2, 2])
+    v = np.array([0.0, 1.0, 2.0, 0.5, 0.0, 3.0, 1.0, 0.0, 0.2, 0.4, 0.6, 0.8])
+    spread = np.array([1.0, 2.0, 1.5, 0.5, 3.0, 1.0, 2.0, 0.5, 0.5, 1.0, 2.5, 1.0])
+    rows = memory_rows(labels, v, 3, starts=np.array([0, 5, 12]))
+    return rows, labels, v, spread, np.array([0, 5, 9])
+
+
+def _predicted_by_hand(labels, v, spread, *, size, lam, mix, exclude, q, replace, members,
+                       ghat=None, losses=None, min_rows=30):
+    n, k = labels.shape[0], int(labels.max()) + 1
+
+    def skip(no_replacement):
+        user = set() if exclude is None else set(int(i) for i in exclude)
+        both = user | set(int(i) for i in q)
+        return both if no_replacement and n - len(both) >= size else user
+
+    out = skip(not (replace and not members))
+    free = np.array([i not in out for i in range(n)])
+    avail = np.array([np.sum(free & (labels == h)) for h in range(k)])
+    s_h = np.array([np.sqrt(np.sum(spread[free & (labels == h)] ** 2) / max(avail[h], 1))
+                    for h in range(k)])
+    result = {}
+    if size >= np.count_nonzero(avail):
+        alloc = neyman_allocation(avail, s_h, size)
+        result["stratified"] = sum(avail[h] ** 2 * s_h[h] ** 2 * (1 - alloc[h] / avail[h])
+                                   / alloc[h] for h in range(k) if alloc[h] > 0)
+    keep = np.array([i not in skip(not replace) for i in range(n)])
+    lam_value = 0.0 if lam == "auto" else lam
+    sp = np.where(keep, spread, 0.0)
+    total = sp.sum() + lam_value * v[keep].sum()
+    p = (1 - mix) * (sp + lam_value * v) / total + mix / keep.sum()
+    result["sensitivity"] = sum(sp[i] ** 2 / p[i] for i in range(n) if keep[i]) / size
+    if members and losses is not None and len(q) >= min_rows:
+        big_n = np.bincount(labels, minlength=k).astype(float)
+        r = losses - ghat[q]
+        mean = (big_n * r).sum() / big_n.sum()
+        var_r = (big_n * (r - mean) ** 2).sum() / big_n.sum()
+        if "stratified" in result:
+            result["stratified"] = sum(avail[h] ** 2 * var_r * (1 - alloc[h] / avail[h])
+                                       / alloc[h] for h in range(k) if alloc[h] > 0)
+        p_q = (1 - mix) * (spread[q] + lam_value * v[q]) / total + mix / keep.sum()
+        result["sensitivity"] = (big_n * r ** 2 / p_q).sum() / size
+    return result
+
+
+@pytest.mark.parametrize("replace", [True, False])
+@pytest.mark.parametrize("members", [True, False])
+@pytest.mark.parametrize("lam, mix, exclude", [("auto", 0.0, None), (0.5, 0.2, [3, 7]),
+                                               (2.0, 0.0, [1])])
+def test_predicted_variances_by_hand(replace, members, lam, mix, exclude):
+    rows, labels, v, spread, q = _pool()
+    ex = None if exclude is None else np.array(exclude)
+    got = _predicted_variances(rows, spread, size=5, lam=lam, mix=mix, exclude=ex,
+                               query_indices=q, replace=replace, members=members)
+    want = _predicted_by_hand(labels, v, spread, size=5, lam=lam, mix=mix, exclude=ex, q=q,
+                              replace=replace, members=members)
+    assert set(got) == set(want) == {"stratified", "sensitivity"}
+    for key in want:
+        assert got[key] == pytest.approx(want[key], rel=1e-12), key
+
+
+def test_predicted_variances_without_room_for_the_queried_rows():
+    # size 10 of 12 rows, 3 queried: without replacement the queried rows stay drawable
+    rows, labels, v, spread, q = _pool()
+    got = _predicted_variances(rows, spread, size=10, lam=1.0, mix=0.0, exclude=None,
+                               query_indices=q, replace=False, members=False)
+    want = _predicted_by_hand(labels, v, spread, size=10, lam=1.0, mix=0.0, exclude=None,
+                              q=q, replace=False, members=False)
+    assert got == pytest.approx(want, rel=1e-12)
+
+
+def test_predicted_variances_with_fewer_draws_than_strata():
+    rows, labels, v, spread, q = _pool()
+    got = _predicted_variances(rows, spread, size=2, lam=0.5, mix=0.0, exclude=None,
+                               query_indices=q, replace=True, members=False)
+    want = _predicted_by_hand(labels, v, spread, size=2, lam=0.5, mix=0.0, exclude=None,
+                              q=q, replace=True, members=False)
+    assert set(got) == {"sensitivity"} and "stratified" not in want
+    assert got["sensitivity"] == pytest.approx(want["sensitivity"], rel=1e-12)
+
+
+def test_predicted_variances_with_no_mass_and_no_strata():
+    rows, labels, v, _, q = _pool()
+    zero = np.zeros(12)
+    got = _predicted_variances(rows, zero, size=2, lam=0.0, mix=0.0, exclude=None,
+                               query_indices=q, replace=True, members=False)
+    assert got == {"stratified": 0.0}
+
+
+def _big_pool(k=40):
+    """k clusters of 3 rows (blocks of 50 rows), one random member of each queried."""
+    labels = np.repeat(np.arange(k), 3)
+    rng = np.random.default_rng(7)
+    v = rng.uniform(0, 2, labels.shape[0])
+    spread = rng.uniform(0.2, 2, labels.shape[0])
+    q = np.arange(k) * 3 + rng.integers(0, 3, k)
+    return (memory_rows(labels, v, k, block_rows=50), labels, v, spread, q,
+            rng.uniform(0, 3, k), rng.uniform(0, 3, labels.shape[0]))
+
+
+@pytest.mark.parametrize("lam, mix", [("auto", 0.0), (0.7, 0.1)])
+def test_predicted_variances_from_the_random_queried_rows_residuals(lam, mix):
+    rows, labels, v, spread, q, losses, ghat = _big_pool()
+    got = _predicted_variances(rows, spread, size=50, lam=lam, mix=mix, exclude=np.array([4]),
+                               query_indices=q, replace=False, members=True, ghat=ghat,
+                               losses=losses)
+    want = _predicted_by_hand(labels, v, spread, size=50, lam=lam, mix=mix,
+                              exclude=np.array([4]), q=q, replace=False, members=True,
+                              ghat=ghat, losses=losses)
+    model = _predicted_by_hand(labels, v, spread, size=50, lam=lam, mix=mix,
+                               exclude=np.array([4]), q=q, replace=False, members=True)
+    assert got == pytest.approx(want, rel=1e-12)
+    assert got["sensitivity"] != pytest.approx(model["sensitivity"], rel=1e-3)
+    # the residuals are used from 30 queried rows on (one per cluster), not below
+    for k, used in ((29, False), (30, True)):
+        rows_k, labels_k, v_k, spread_k, q_k, losses_k, ghat_k = _big_pool(k)
+        got_k = _predicted_variances(rows_k, spread_k, size=50, lam=lam, mix=mix,
+                                     exclude=None, query_indices=q_k, replace=False,
+                                     members=True, ghat=ghat_k, losses=losses_k)
+        with_r = _predicted_by_hand(labels_k, v_k, spread_k, size=50, lam=lam, mix=mix,
+                                    exclude=None, q=q_k, replace=False, members=True,
+                                    ghat=ghat_k, losses=losses_k, min_rows=0)
+        without = _predicted_by_hand(labels_k, v_k, spread_k, size=50, lam=lam, mix=mix,
+                                     exclude=None, q=q_k, replace=False, members=True)
+        assert got_k == pytest.approx(with_r if used else without, rel=1e-12)
+        assert with_r["sensitivity"] != pytest.approx(without["sensitivity"], rel=1e-3)
+    centers = _predicted_variances(rows, spread, size=50, lam=lam, mix=mix, exclude=None,
+                                   query_indices=q, replace=False, members=False, ghat=ghat,
+                                   losses=losses)
+    assert centers == pytest.approx(_predicted_by_hand(
+        labels, v, spread, size=50, lam=lam, mix=mix, exclude=None, q=q, replace=False,
+        members=False), rel=1e-12)
+    for missing in ({"ghat": ghat}, {"losses": losses}):
+        alone = _predicted_variances(rows, spread, size=50, lam=lam, mix=mix, exclude=None,
+                                     query_indices=q, replace=False, members=True, **missing)
+        assert alone == pytest.approx(_predicted_by_hand(
+            labels, v, spread, size=50, lam=lam, mix=mix, exclude=None, q=q, replace=False,
+            members=True), rel=1e-12)
+
+
+def test_wls_with_little_spread_in_x_and_a_slope_below_1():
+    # sum w (x - mx)^2 = 0.02 < 1 (a fit, not the mean), slope 0.5, intercept > 0
+    x = np.array([0.1, 0.2, 0.3])
+    y = np.array([0.1, 0.13, 0.2])
+    w = np.ones(3)
+    a, b = _wls(x, y, w)
+    want_a, want_b = _wls_by_hand(x, y, w)
+    assert want_a > 0 and 0 < want_b < 1
+    assert (a, b) == (pytest.approx(want_a, rel=1e-12), pytest.approx(want_b, rel=1e-12))
+    y0 = np.array([0.03, 0.1, 0.16])  # intercept < 0: through the origin, slope < 1
+    a, b = _wls(x, y0, w)
+    assert _wls_by_hand(x, y0, w)[0] < 0
+    assert a == 0.0 and b == pytest.approx((x * y0).sum() / (x * x).sum(), rel=1e-12)
+    assert b < 1
+    # no increasing relation, mean below 1: the mean itself
+    assert _wls(x, y0[::-1], w) == (pytest.approx(y0.mean(), rel=1e-12), 0.0)
+
+
+# ---------------------------------------------------------------- choose_design
+def test_choose_design_with_a_surrogate_needs_a_clear_win_for_the_proposal():
+    from coreselect.sensitivity import AUTO_PROPOSAL_MARGIN, choose_design
+
+    assert AUTO_PROPOSAL_MARGIN == 0.75
+    got = choose_design(None, None, None, surrogate_var={"stratified": 1.0, "sensitivity": 0.7})
+    assert got == ("sensitivity", "auto: smallest predicted variance under the calibrated "
+                                  "surrogate (stratified 1, sensitivity 0.7)")
+    # exactly the margin, or more: stratified
+    for sens in (0.75, 0.9, 2.0):
+        assert choose_design(None, None, None, surrogate_var={
+            "stratified": 1.0, "sensitivity": sens})[0] == "stratified"
+    # no stratified prediction (fewer draws than strata): the proposal
+    assert choose_design(None, None, None, surrogate_var={"sensitivity": 5.0}) == (
+        "sensitivity", "auto: smallest predicted variance under the calibrated surrogate "
+                       "(sensitivity 5)")
+    assert choose_design(None, None, None, surrogate_var={"stratified": 0.0})[0] == "stratified"
+
+
+def _pairs(deviations, d=1.0):
+    """Pairs of points far apart, each pair's two losses c +- d: the nearest other row of
+    each is its partner, so ss_res = 4 d^2 per row."""
+    c = 10.0 + np.asarray(deviations, dtype=np.float64)
+    points = np.repeat(np.arange(c.shape[0]) * 100.0, 2)[:, None] + np.tile([0.0, 1.0], c.shape[0])[:, None]
+    losses = np.column_stack([c + d, c - d]).ravel()
+    return points, losses
+
+
+def test_choose_design_at_the_r2_threshold_and_the_query_count():
+    from coreselect.sensitivity import AUTO_MIN_QUERIES, AUTO_MIN_R2, choose_design
+
+    assert (AUTO_MIN_QUERIES, AUTO_MIN_R2) == (10, 0.5)
+    # 12 rows: ss_res = 12 * 4 = 48, ss_tot = 2 * 42 + 12 = 96: R^2 = 0.5 exactly
+    points, losses = _pairs([5.0, -4.0, -1.0, 0.0, 0.0, 0.0])
+    assert choose_design(points, losses, np.ones(12)) == (
+        "sensitivity", "auto: nearest-neighbour R^2 of the queried losses 0.500 >= 0.5: the "
+                       "loss follows the embedding")
+    # weights: the pairs with a spread count 3 times, the rest once -> R^2 > 0.5 ... and
+    # weight on the flat pairs -> R^2 < 0.5 (ss_tot = 2 * 42 * 1 + 12, ss_res weighted)
+    w = np.repeat([1.0, 1.0, 1.0, 3.0, 3.0, 3.0], 2)
+    mean = np.dot(w, losses) / w.sum()
+    r2 = 1 - np.dot(w, np.full(12, 4.0)) / np.dot(w, (losses - mean) ** 2)
+    assert r2 < 0.5
+    assert choose_design(points, losses, w) == (
+        "stratified", f"auto: nearest-neighbour R^2 of the queried losses {r2:.3f} < 0.5: "
+                      "the loss does not follow the embedding")
+    # 10 queried rows are enough, 9 are not
+    p10, l10 = _pairs([8.0, -8.0, 0.0, 4.0, -4.0])
+    assert choose_design(p10, l10, np.ones(10))[0] == "sensitivity"
+    assert choose_design(p10[:9], l10[:9], np.ones(9)) == (
+        "stratified", "auto: 9 queried rows, too few to check that the loss is smooth")
+    assert choose_design(None, None, None) == (
+        "stratified", "auto: 0 queried rows, too few to check that the loss is smooth")
+    # all losses equal: R^2 = 1, smooth
+    assert choose_design(p10, np.ones(10), np.ones(10))[0] == "sensitivity"
+    # no weight anywhere (every cluster empty): R^2 undefined
+    assert choose_design(p10, l10, np.zeros(10)) == (
+        "stratified", "auto: nearest-neighbour R^2 of the queried losses undefined < 0.5: the "
+                      "loss does not follow the embedding")
+
+
+# ------------------------------------------------------------- control variate
+def _control_selection():
+    from coreselect.selection import Selection
+
+    p = np.array([0.1, 0.2, 0.25, 0.05, 0.4])
+    s = p.shape[0]
+    return Selection(indices=[0, 4, 7, 9, 2], weights=1.0 / (s * p), probabilities=p, n=20,
+                     replace=True, surrogate=[1.0, 3.0, 2.0, 0.5, 4.0],
+                     params={"surrogate_total": 40.0, "known_total": 2.5})
+
+
+def test_control_estimate_by_hand():
+    sel = _control_selection()
+    y = np.array([1.2, 2.5, 1.0, 0.6, 4.5])
+    g = sel.surrogate
+    w = sel.weights
+    s = 5
+
+    def hh(z):  # Hansen-Hurwitz variance of sum(w z)
+        x = w * z
+        return s / (s - 1) * np.sum((x - x.mean()) ** 2)
+
+    xy, xg = w * y, w * g
+    beta = np.sum((xy - xy.mean()) * (xg - xg.mean())) / np.sum((xg - xg.mean()) ** 2)
+    assert 0 < beta < 2 and beta != pytest.approx(1.0, abs=0.05)
+    want = 2.5 + beta * 40.0 + np.sum(w * (y - beta * g))
+    est = sel.estimate_total(y, method="control")
+    assert est.value == pytest.approx(want, rel=1e-12)
+    assert est.stderr == pytest.approx(np.sqrt(hh(y - beta * g)), rel=1e-12)
+    # "auto" is the control estimate when the selection has a surrogate
+    auto = sel.estimate_total(y)
+    assert (auto.value, auto.stderr) == (est.value, est.stderr)
+    weighted = sel.estimate_total(y, method="weighted")
+    assert weighted.value == pytest.approx(2.5 + np.sum(w * y), rel=1e-12)
+    assert weighted.value != pytest.approx(est.value, rel=1e-3)
+
+
+def test_control_estimate_with_a_constant_surrogate_is_the_weighted_one():
+    from coreselect.selection import Selection
+
+    # w g constant: no variance to borrow, beta = 0 (the surrogate's total is not added)
+    sel = Selection(indices=[0, 1, 2], weights=[2.0, 2.0, 2.0], probabilities=[0.5] * 3, n=6,
+                    replace=True, surrogate=[1.0, 1.0, 1.0], params={"surrogate_total": 99.0})
+    y = np.array([1.0, 2.0, 4.0])
+    est = sel.estimate_total(y, method="control")
+    assert est.value == pytest.approx(14.0) and est.stderr == pytest.approx(
+        np.sqrt(3 / 2 * np.sum((2 * y - 2 * y.mean()) ** 2)))
+
+
+def test_control_estimate_without_a_surrogate_total_recorded():
+    from coreselect.selection import Selection
+
+    sel = Selection(indices=[0, 1], weights=[1.0, 1.0], probabilities=[0.5, 0.5], n=2,
+                    replace=True, surrogate=[1.0, 3.0])
+    y = np.array([2.0, 4.0])
+    # beta = 1 here (y - g constant); G missing counts as 0: sum(w (y - g)) = 2
+    assert sel.estimate_total(y, method="control").value == pytest.approx(2.0)
+
+
+# ---------------------------------------------------- predicted variances, edges
+def test_predicted_variances_with_as_many_draws_as_strata_and_a_stratum_excluded():
+    rows, labels, v, spread, q = _pool()
+    for size, exclude in ((3, None), (2, np.array([4, 5, 6]))):   # cluster 1 all excluded
+        got = _predicted_variances(rows, spread, size=size, lam=0.5, mix=0.0, exclude=exclude,
+                                   query_indices=q, replace=True, members=False)
+        want = _predicted_by_hand(labels, v, spread, size=size, lam=0.5, mix=0.0,
+                                  exclude=exclude, q=q, replace=True, members=False)
+        assert set(got) == set(want) == {"stratified", "sensitivity"}
+        assert got == pytest.approx(want, rel=1e-12)
+        assert np.isfinite(got["stratified"])
+
+
+@pytest.mark.parametrize("members", [True, False])
+def test_predicted_variances_at_a_small_scale(members):
+    # distances and spreads below 1 (Phi < 1, total mass < 1)
+    rows, labels, v, spread, q = _pool()
+    small = memory_rows(labels, v * 0.01, 3, starts=np.array([0, 5, 12]))
+    got = _predicted_variances(small, spread * 0.01, size=5, lam=0.5, mix=0.0, exclude=None,
+                               query_indices=q, replace=False, members=members)
+    want = _predicted_by_hand(labels, v * 0.01, spread * 0.01, size=5, lam=0.5, mix=0.0,
+                              exclude=None, q=q, replace=False, members=members)
+    assert got == pytest.approx(want, rel=1e-12)
+
+
+def test_predicted_variances_from_residuals_with_clusters_of_different_sizes():
+    rng = np.random.default_rng(11)
+    k = 32
+    sizes = rng.integers(3, 8, k)
+    labels = np.repeat(np.arange(k), sizes)
+    v = rng.uniform(0, 2, labels.shape[0])
+    spread = rng.uniform(0.2, 2, labels.shape[0])
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    q = starts + rng.integers(0, 3, k)
+    losses, ghat = rng.uniform(0, 3, k), rng.uniform(0, 3, labels.shape[0])
+    rows = memory_rows(labels, v, k, block_rows=40)
+    got = _predicted_variances(rows, spread, size=60, lam=0.3, mix=0.0, exclude=None,
+                               query_indices=q, replace=False, members=True, ghat=ghat,
+                               losses=losses)
+    want = _predicted_by_hand(labels, v, spread, size=60, lam=0.3, mix=0.0, exclude=None,
+                              q=q, replace=False, members=True, ghat=ghat, losses=losses)
+    assert got == pytest.approx(want, rel=1e-12)
+
+
+# ------------------------------------------------------------ neyman_allocation
+@pytest.mark.parametrize("sizes, spreads, size, minimum, want", [
+    # caps: strata 0 and 1 want more than they hold (c = 20/550), the other two share the
+    # 15 left at c = 15/200 (7.5 each); the one leftover draw goes to the first tie
+    ([2, 3, 100, 100], [100.0, 50.0, 1.0, 1.0], 20, 1, [2, 3, 8, 7]),
+    # caps in two rounds: stratum 0 first (c = 12/1250), then stratum 1 (c = 11/250 gives
+    # it 6.6 > 5), then stratum 2 takes the 6 left
+    ([1, 5, 100], [1000.0, 30.0, 1.0], 12, 1, [1, 5, 6]),
+    # a minimum of 2 everywhere takes 6 of 8 draws: the big stratum is trimmed to its minimum
+    ([10, 10, 10, 10], [100.0, 1.0, 1.0, 1.0], 8, 2, [2, 2, 2, 2]),
+    # the trim takes from the strata whose quota is exceeded most, in order, within their room
+    ([10, 10, 10, 10], [3.0, 3.0, 0.01, 0.01], 9, 2, [2, 3, 2, 2]),
+    # no spread anywhere: proportional to the sizes; an empty stratum gets nothing
+    ([0, 4, 6], [1.0, 0.0, 0.0], 5, 1, [0, 2, 3]),
+    # a negative spread counts as 0 (the minimum draw only), the trim takes the extra one
+    ([10, 10], [-5.0, 1.0], 4, 1, [1, 3]),
+    # equal quotas of 7/3: one leftover draw, to the first; two leftovers, to the first two
+    ([10, 10, 10], [1.0, 1.0, 1.0], 7, 1, [3, 2, 2]),
+    ([10, 10, 10], [1.0, 1.0, 1.0], 8, 1, [3, 3, 2]),
+    # quota exactly the stratum size: capped, no leftover
+    ([3, 3], [1.0, 1.0], 6, 1, [3, 3]),
+    # per-stratum minima, clipped to the stratum sizes
+    ([5, 5, 1], [1.0, 1.0, 1.0], 5, [2, 2, 2], [2, 2, 1]),
+    # a minimum of 0: a stratum with no spread may get no draw
+    ([10, 10], [1.0, 0.0], 3, 0, [3, 0]),
+])
+def test_neyman_allocation_by_hand(sizes, spreads, size, minimum, want):
+    got = neyman_allocation(np.array(sizes), np.array(spreads), size, minimum)
+    assert got.tolist() == want
+    assert got.dtype == np.int64 and int(got.sum()) == size
+
+
+def test_neyman_allocation_leftovers_skip_full_strata():
+    # quotas 0.9, 0.9 and 9.2 (c = 11/12 ... capped): floors 0, 0, 9 raised to the minimum 1;
+    # a full stratum never takes a leftover draw
+    got = neyman_allocation(np.array([1, 1, 10]), np.array([1.0, 1.0, 1.0]), 11)
+    assert got.tolist() == [1, 1, 9]
+    got = neyman_allocation(np.array([2, 9]), np.array([50.0, 1.0]), 10)
+    assert got.tolist() == [2, 8]
