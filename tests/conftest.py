@@ -39,3 +39,21 @@ else:
         print_blob=True,
     )
     settings.load_profile("ci")
+
+
+@pytest.fixture(autouse=True)
+def _no_inherited_thread_pools():
+    """Under ``make mutation`` (mutmut sets MUTANT_UNDER_TEST), each mutant runs in a worker
+    forked from a process that already ran the tests: a thread pool made there (Dask's
+    threaded scheduler) lost its threads in the fork, and a task given to it would wait
+    forever. There Dask computes in the calling thread instead."""
+    import os
+    import sys
+
+    if not os.environ.get("MUTANT_UNDER_TEST") or "dask" not in sys.modules:
+        yield
+        return
+    import dask
+
+    with dask.config.set(scheduler="synchronous"):
+        yield

@@ -530,3 +530,216 @@ def test_neyman_allocation_leftovers_skip_full_strata():
     assert got.tolist() == [1, 1, 9]
     got = neyman_allocation(np.array([2, 9]), np.array([50.0, 1.0]), 10)
     assert got.tolist() == [2, 8]
+
+
+# ------------------------------------------- the sample step, every field by hand
+def _step_pool():
+    """12 rows, clusters 0 (rows 0-3), 1 (rows 4-6) and 2 (rows 7-11), two blocks."""
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 2, 2, 2, 2, 2])
+    v = np.array([0.0, 1.0, 2.0, 0.5, 0.3, 0.0, 1.0, 0.2, 0.4, 0.0, 0.6, 0.8])
+    return memory_rows(labels, v, 3, starts=np.array([0, 5, 12])), labels, v
+
+
+def _check_draw_in_strata(sel, labels, strata_rows, alloc):
+    """The drawn rows: distinct, each in its stratum's drawable rows, alloc[h] of stratum h."""
+    idx = sel.indices
+    assert np.unique(idx).shape[0] == idx.shape[0]
+    for h, allowed in enumerate(strata_rows):
+        mine = idx[labels[idx] == h]
+        assert mine.shape[0] == alloc[h]
+        assert set(mine.tolist()) <= set(allowed)
+
+
+def test_stratified_step_with_the_centers_queried_by_hand():
+    from coreselect.sensitivity import sample_selection
+
+    rows, labels, v = _step_pool()
+    q = np.array([0, 5, 9])
+    sel = sample_selection(rows, query_indices=q, query_losses=np.array([1.0, 2.0, 3.0]),
+                           query_points=None, size=5, lam="auto", replace=True,
+                           rng=np.random.default_rng(0), design="stratified",
+                           exclude=np.array([11]), n_clusters=4, path="in-memory")
+    # drawable: cluster 0 rows 1-3 (3), cluster 1 rows 4, 6 (2), cluster 2 rows 7, 8, 10 (3);
+    # proportional 5 * (3, 2, 3) / 8 = (1.875, 1.25, 1.875): (2, 1, 2)
+    _check_draw_in_strata(sel, labels, [[1, 2, 3], [4, 6], [7, 8, 10]], [2, 1, 2])
+    want_p = {0: 2 / 3, 1: 1 / 2, 2: 2 / 3}
+    np.testing.assert_allclose(sel.probabilities, [want_p[h] for h in labels[sel.indices]])
+    np.testing.assert_allclose(sel.weights, 1.0 / sel.probabilities)
+    assert sel.replace is False and sel.surrogate.shape == (0,)
+    np.testing.assert_array_equal(sel.centers, q[labels[sel.indices]])
+    pr = sel.params
+    # sum N_h l_h = 4 + 6 + 15 = 25, less the excluded row's 3 and the known 6
+    assert pr["hat_total"] == pytest.approx(16.0) and pr["known_total"] == pytest.approx(6.0)
+    assert pr["hat_covered"] == pytest.approx(22.0)
+    assert pr["cost"] == pytest.approx(v.sum() - v[[0, 5, 9, 11]].sum())
+    assert (pr["excluded"], pr["n_covered"], pr["strata"], pr["queried_in_sample"]) == (1, 11, 3, 0)
+    assert (pr["allocation"], pr["design"], pr["lam"]) == ("proportional", "stratified", 0.0)
+    assert pr["lam_rule"] == "not used by design='stratified'"
+    assert (pr["n_clusters"], pr["size"], pr["design_rule"], pr["queries"]) == (4, 5, "given", "centers")
+    d = sel.diagnostics
+    assert d["design"] == "stratified" and d["warnings"] == []
+    assert d["estimation_verdict"] == d["verdict"] == (
+        "For estimating the total loss: stratified by the clusters (proportional allocation, "
+        "the queried centers known exactly): unbiased, with a variance at most a uniform "
+        "sample's of the same size up to the rounding of the allocation.")
+
+
+def test_stratified_step_with_random_queried_rows_and_a_surrogate_by_hand():
+    from coreselect.sensitivity import _stratum_spreads, sample_selection
+
+    rows, labels, v = _step_pool()
+    q = np.array([1, 4, 8])                 # one row of each cluster, counted in the sample
+    losses = np.array([1.0, 2.0, 3.0])
+    g = np.array([0.5, 1.0, 0.2, 0.4, 2.0, 0.1, 0.3, 0.6, 1.5, 0.2, 0.9, 0.7])
+    sel = sample_selection(rows, query_indices=q, query_losses=losses, query_points=None,
+                           size=4, lam="auto", replace=True, rng=np.random.default_rng(1),
+                           design="stratified", surrogate=g, queries="random",
+                           exclude=np.array([11]))
+    fit = calibrate_surrogate(g[q], losses, weights=np.array([4, 3, 5]))
+    assert fit.rows == 3 and fit.a == 0.0   # scale only, below CALIBRATION_MIN_ROWS
+    ghat, spread = fit.predict(g), fit.spread(g)
+    # strata sizes 4, 3, 4 (row 11 excluded); 4 + 3 draws, two at least in each
+    strata_sizes = np.array([4, 3, 4])
+    s_h = _stratum_spreads(rows, spread, np.array([11]), strata_sizes)
+    np.testing.assert_allclose(s_h, [np.sqrt(np.sum(spread[labels == 0] ** 2) / 4),
+                                     np.sqrt(np.sum(spread[4:7] ** 2) / 3),
+                                     np.sqrt(np.sum(spread[7:11] ** 2) / 4)])
+    alloc = neyman_allocation(strata_sizes, s_h, 7, np.array([2, 2, 2]))
+    assert alloc.sum() == 7 and alloc.min() >= 2
+    np.testing.assert_array_equal(sel.indices[:3], q)
+    sel_rest = sel.indices[3:]
+    for h, allowed in enumerate([[0, 2, 3], [5, 6], [7, 9, 10]]):
+        mine = sel_rest[labels[sel_rest] == h]
+        assert mine.shape[0] == alloc[h] - 1 and set(mine.tolist()) <= set(allowed)
+    np.testing.assert_allclose(sel.probabilities,
+                               (alloc / strata_sizes)[labels[sel.indices]], rtol=1e-12)
+    np.testing.assert_allclose(sel.surrogate, ghat[sel.indices], rtol=1e-12)
+    pr = sel.params
+    assert pr["surrogate"] == fit.to_dict()
+    assert pr["surrogate_total"] == pytest.approx(ghat[:11].sum(), rel=1e-12)
+    assert pr["hat_total"] == pytest.approx(4 * 1 + 3 * 2 + 5 * 3 - 3.0)
+    assert pr["known_total"] == 0.0 and pr["queried_in_sample"] == 3
+    assert pr["cost"] == pytest.approx(v.sum() - v[11])
+    assert (pr["allocation"], pr["queries"]) == ("neyman (surrogate spreads)", "random")
+    assert sel.diagnostics["estimation_verdict"] == (
+        "For estimating the total loss: stratified by the clusters (neyman (surrogate spreads) "
+        "allocation, the queried rows counted as the first draw of their cluster): unbiased, "
+        "with a variance at most a uniform sample's of the same size up to the rounding of "
+        "the allocation.")
+    # the control estimate uses the recorded surrogate total and the selected rows' values
+    y = np.arange(1.0, 8.0)
+    assert sel.estimate_total(y).value != pytest.approx(
+        sel.estimate_total(y, method="weighted").value, rel=1e-6)
+
+
+def test_stratified_step_with_random_rows_and_no_surrogate_is_proportional_with_two_each():
+    from coreselect.sensitivity import sample_selection
+
+    rows, labels, v = _step_pool()
+    q = np.array([1, 4, 8])
+    sel = sample_selection(rows, query_indices=q, query_losses=np.array([1.0, 2.0, 3.0]),
+                           query_points=None, size=5, lam="auto", replace=True,
+                           rng=np.random.default_rng(2), design="stratified",
+                           queries="random")
+    # strata of 4, 3, 5 rows, 8 draws, two at least: 8 * (4, 3, 5) / 12 = (2.67, 2, 3.33)
+    alloc = np.array([3, 2, 3])
+    counts = np.bincount(labels[sel.indices], minlength=3)
+    np.testing.assert_array_equal(counts, alloc)
+    np.testing.assert_allclose(sel.probabilities, (alloc / np.array([4, 3, 5]))[labels[sel.indices]])
+    assert sel.params["allocation"] == "proportional" and sel.params["strata"] == 3
+    assert sel.params["cost"] == pytest.approx(v.sum())
+    # with only 4 draws more (7 in all, 6 forced by the minimum of 2): still 2 at least
+    small = sample_selection(rows, query_indices=q, query_losses=np.array([1.0, 2.0, 3.0]),
+                             query_points=None, size=3, lam="auto", replace=True,
+                             rng=np.random.default_rng(2), design="stratified",
+                             queries="random")
+    assert np.bincount(labels[small.indices], minlength=3).min() == 2
+
+
+def test_sample_step_auto_rules_by_hand():
+    from coreselect.sensitivity import sample_selection
+
+    rows, labels, v = _step_pool()
+    q = np.array([0, 5, 9])
+    common = dict(query_indices=q, query_losses=np.array([1.0, 2.0, 3.0]), query_points=None,
+                  lam="auto", replace=False, rng=np.random.default_rng(0), design="auto")
+    # too few queried rows for the smoothness check: stratified
+    sel = sample_selection(rows, size=4, **common)
+    assert sel.params["design"] == "stratified"
+    assert sel.params["design_rule"] == "auto: 0 queried rows, too few to check that the loss is smooth"
+    # more draws than the rows not queried: Algorithm 1 (9 rows left)
+    sel = sample_selection(rows, size=10, **common)
+    assert sel.params["design"] == "sensitivity"
+    assert sel.params["design_rule"] == ("auto: size=10 is more than the 9 rows a draw without "
+                                         "replacement can take")
+    # exactly as many as there are: stratified (the draw takes them all)
+    assert sample_selection(rows, size=9, **common).params["design"] == "stratified"
+    # fewer draws than clusters with the centers queried: Algorithm 1
+    sel = sample_selection(rows, size=2, **common)
+    assert sel.params["design_rule"] == "auto: size=2 is less than one draw per cluster"
+    assert sample_selection(rows, size=3, **common).params["design"] == "stratified"
+    # random queried rows count as the first draw: 2 more draws are enough
+    sel = sample_selection(rows, size=2, queries="random", **common)
+    assert sel.params["design"] == "stratified"
+
+
+@pytest.mark.parametrize("replace", [True, False])
+@pytest.mark.parametrize("lam", ["auto", 0.5])
+def test_sensitivity_step_with_a_surrogate_by_hand(replace, lam):
+    from coreselect.sensitivity import inclusion_probabilities, sample_selection
+
+    rows, labels, v = _step_pool()
+    q = np.array([0, 5, 9])
+    losses = np.array([1.0, 2.0, 3.0])
+    g = np.array([0.5, 1.0, 0.2, 0.4, 2.0, 0.1, 0.3, 0.6, 1.5, 0.2, 0.9, 0.7])
+    mix = 0.1
+    sel = sample_selection(rows, query_indices=q, query_losses=losses, query_points=None,
+                           size=4, lam=lam, replace=replace, rng=np.random.default_rng(3),
+                           design="sensitivity", surrogate=g, mix=mix, exclude=np.array([11]))
+    fit = calibrate_surrogate(g[q], losses, weights=np.array([4, 3, 5]))
+    ghat, spread = fit.predict(g), fit.spread(g)
+    out = [11] if replace else [0, 5, 9, 11]
+    keep = np.ones(12, dtype=bool)
+    keep[out] = False
+    lam_value = 0.0 if lam == "auto" else 0.5
+    mass = np.where(keep, spread + lam_value * v, 0.0)
+    p = np.where(keep, (1 - mix) * mass / mass.sum() + mix / keep.sum(), 0.0)
+    assert p.sum() == pytest.approx(1.0)
+    assert set(sel.indices.tolist()) <= set(np.flatnonzero(keep).tolist())
+    if replace:
+        np.testing.assert_allclose(sel.probabilities, p[sel.indices], rtol=1e-12)
+        np.testing.assert_allclose(sel.weights, 1 / (4 * p[sel.indices]), rtol=1e-12)
+    else:
+        pi = inclusion_probabilities(p, 4, keep)
+        np.testing.assert_allclose(sel.probabilities, pi[sel.indices], rtol=1e-12)
+        assert np.unique(sel.indices).shape[0] == 4
+    np.testing.assert_allclose(sel.surrogate, ghat[sel.indices], rtol=1e-12)
+    pr = sel.params
+    assert pr["proposal"] == "surrogate spread per row + lam v"
+    assert pr["lam"] == lam_value
+    if lam == "auto":
+        assert pr["lam_rule"] == ("auto with a surrogate: 0, each row has its own predicted "
+                                  "spread (with a floor)")
+    known = [] if replace else [0, 5, 9]
+    cover = np.ones(12, dtype=bool)
+    cover[[11] + known] = False
+    assert pr["surrogate_total"] == pytest.approx(ghat[cover].sum(), rel=1e-12)
+    assert pr["known_total"] == pytest.approx(losses.sum() if not replace else 0.0)
+    assert pr["cost"] == pytest.approx(v[keep].sum())
+
+
+def test_sample_step_auto_with_a_surrogate_reports_the_predicted_variances():
+    from coreselect.sensitivity import choose_design, sample_selection
+
+    rows, labels, v, spread_unused, q, losses, _ = _big_pool(k=40)
+    g = np.random.default_rng(9).uniform(0.1, 2.0, labels.shape[0])
+    ex = np.array([4, 50])
+    sel = sample_selection(rows, query_indices=q, query_losses=losses, query_points=None,
+                           size=50, lam=0.7, replace=False, rng=np.random.default_rng(0),
+                           design="auto", surrogate=g, queries="random", mix=0.1, exclude=ex)
+    fit = calibrate_surrogate(g[q], losses, weights=rows.sizes)
+    predicted = _predicted_variances(rows, fit.spread(g), size=50, lam=0.7, mix=0.1,
+                                     exclude=ex, query_indices=q, replace=False, members=True,
+                                     ghat=fit.predict(g), losses=losses)
+    assert (sel.params["design"], sel.params["design_rule"]) == choose_design(
+        None, None, None, surrogate_var=predicted)
