@@ -47,8 +47,9 @@ test: install-dev data
 test-all: install-dev data
 	$(PY) -m pytest -q -m "" --hypothesis-profile=thorough
 
-# Mutation testing ([tool.mutmut] in pyproject.toml): mutants of selection.py and
-# sensitivity.py against their fast tests, one worker, in ./mutants (never src/). Prints the
+# Mutation testing ([tool.mutmut] in pyproject.toml): mutants of selection.py, sensitivity.py
+# and surrogates.py against their fast tests (not the heavy many-fit ones), one worker, in
+# ./mutants (never src/). Prints the
 # survivors and killed/total per file, and fails under 90%. Equivalent survivors are explained
 # in tests/test_mutation_*.py. Cached: a rerun tests only what changed (rm -rf mutants: all).
 mutation: install-dev

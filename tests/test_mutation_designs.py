@@ -5,13 +5,77 @@ tests/test_mutation_selection.py).
 The references below are written out row by row in plain numpy (no blocks, no row state), from
 the formulas in the docstrings, not read back from the code.
 
-Surviving mutants that are equivalent (mutmut 3.8), by kind:
+Surviving mutants (mutmut 3.8) of the code the estimation issue added, by kind. Most are
+equivalent: no input a caller can give tells them apart. The rest are named as live, with
+why they survive.
 
-- ``_predicted_variances``: ``np.ones(rows.n, dtype=bool)`` with the dtype None or dropped
-  (``keep`` is then float 1.0/0.0: ``np.where`` and ``keep.sum()`` read it the same);
-  ``big_n = rows.sizes.astype(None)`` (int64 sizes meet float residuals in every product).
-- ``calibrate_surrogate`` / ``_wls``: ``max(my, 0.0)`` with another floor where ``my`` is a
-  weighted mean of losses >= 0 (never below any floor <= 0).
+Equivalent:
+
+- dtypes: ``np.asarray(x, dtype=...)``, ``.astype(...)``, ``np.ones/np.empty(..., dtype=...)``
+  with the dtype None or dropped where the value is of that dtype already or meets a float
+  before it is stored (``calibrate_surrogate``'s ``g``, ``losses``, ``weights``;
+  ``SurrogateFit.predict``/``spread``; ``expected_cross_entropy``/``expected_zero_one``'s
+  ``astype(None)``, which is float64; ``sample_selection``'s losses, indices, exclude and
+  surrogate, validated by the caller; ``draw_in_strata``'s and ``draw_members``' ``out`` and
+  ``alloc``; ``neyman_allocation``'s sizes and spreads; ``_excluded``; ``_sq_block``'s
+  labels; ``_moment_block``'s ``np.finfo(None)``, float64's; ``_stratified_draw``'s and
+  ``_sensitivity_draw``'s ``sizes.astype(None)``; ``_predicted_variances``' ``keep`` (float
+  1/0 reads as True/False) and ``big_n``). ``keep[out_s] = None``, ``cover[...] = None``,
+  ``eligible[out] = None``: None is stored as False in a bool array.
+  ``calibrate_surrogate``'s ``reshape(-2)`` (numpy reads any negative size as "the rest");
+  ``reshape(None)`` of a 1-D input.
+- sort kinds: ``kind="STABLE"`` (numpy reads it as "stable"); ``kind=None`` or dropped in
+  ``draw_in_strata``'s and ``_sensitivity_draw``'s ``argsort(block_of)`` and
+  ``argsort(idx)`` and ``argsort(query_indices)``: any order that groups the draws by block
+  writes each block's draws back where they were read, and the distinct row numbers have no
+  ties. ``zip(..., strict=None/False/dropped)``: the two arrays have the same length.
+- bounds never reached by a valid input: ``_wls``'s ``vx < 0``, ``cov < 0``, ``alpha <= 0``
+  (see the tests above); ``neyman_allocation``'s loop guards (``range(n - 1)``,
+  ``range(n + 2)``: the caps settle in fewer rounds than strata; ``left <= 1``,
+  ``left < 0``, ``share >= 0``, ``c * share > sizes`` for ``>=``, ``capped = over``: the
+  rounds differ only when a quota equals a stratum size exactly or nothing is left, where
+  the caps give the same quota); its trim and leftover loops' ``room`` filters (``>= 0``,
+  ``> 1``) and ``+=`` spelt ``=``: the rows they would add or take are capped by
+  ``np.minimum(..., sizes)`` and the sum check (not proved for every input; no input found
+  that tells them apart); ``draw_in_strata``'s ``np.arange(n_blocks + 2)`` (a last cut never
+  read) and ``rng.choice(..., replace=None)`` (None is falsy: without replacement, as False).
+- ``sample_selection``'s fallback to ``"sensitivity"`` spelt ``"XXsensitivityXX"`` or
+  upper case: any name but ``"stratified"`` takes Algorithm 1's branch, which records
+  ``design="sensitivity"`` itself; the default ``design="sensitivity"`` spelt so (every
+  caller passes it).
+- ``_stratified_draw``: ``known_rows`` / ``hat_total`` / ``cost`` branches forced where
+  both sides agree (an empty ``user_out`` or ``gone`` sums to 0); ``two = min(N, 3)`` and
+  ``total_draws > sum(two)`` for ``>=`` with the pools tested (a minimum of 3 does not fit
+  there, and at equality the rounding gives two each anyway; not proved in general).
+
+- ``_stratified_draw``'s report: ``mix=0.0`` dropped (the default), ``replace=None`` or
+  ``True`` (they change only the warnings, which the stratified report replaces by its own),
+  the ``n_draws == 0`` branches (a draw has at least one row) and
+  ``np.count_nonzero(None)`` for the strata without a draw (0: every stratum gets one).
+- ``_sensitivity_draw``: branches forced where both sides agree (``user_out`` empty is
+  ``None`` for ``_excluded``; ``known_rows`` empty sums to 0; ``hat_total`` passed to
+  ``resolve_lam`` where the rule is already given); the ``n == 0`` / ``n_blocks == 0``
+  branches (an empty pool is refused before); ``/ (np.diff(starts) > 0)`` for ``*`` and
+  ``>= 0`` for ``> 0`` (blocks are never empty); ``st[:4]`` for ``st[:3]`` (only the first
+  three are read); ``p[None]`` for ``p`` when nothing is excluded; ``inclusion_probabilities(
+  p, size, None)`` (the rows left out have ``p = 0`` already).
+
+Live (not killed; what would kill them):
+
+- ``_sensitivity_draw``'s ``(np.diff(starts) > 1)`` for ``> 0`` (a block of one row with a
+  surrogate; the pools tested have none) and ``coincident_rows=max(zeros, 1)`` (a pool of 10
+  rows or fewer); ``_stratified_draw``'s ``max(cost, 1.0)`` (a pool with ``Phi < 1`` in the
+  stratified design) and its Neyman spreads taken with ``out`` for ``user_out`` (the
+  allocation rounds to the same integers on the pools tested).
+
+- ``_sensitivity_draw``'s block choice with exclusions (``block_rows`` in the mixing of
+  ``shares``, mutants 135/136) and its zero-mass fallback constants: they change which
+  block a draw falls in, not the reported probabilities; only a frequency test over many
+  draws sees them (``tests/test_sampling.py``'s statistical tests, left out of the
+  mutation run for its time).
+- ``sample_selection``: ``_predicted_variances(..., exclude=None)`` or ``replace=None`` and
+  ``choose_design(..., sizes=None)``: the predicted variances change in digits the rule's
+  text does not show (4 significant digits) on the pools tested.
 """
 
 from __future__ import annotations
@@ -210,7 +274,9 @@ def _predicted_by_hand(labels, v, spread, *, size, lam, mix, exclude, q, replace
             result["stratified"] = sum(avail[h] ** 2 * var_r * (1 - alloc[h] / avail[h])
                                        / alloc[h] for h in range(k) if alloc[h] > 0)
         p_q = (1 - mix) * (spread[q] + lam_value * v[q]) / total + mix / keep.sum()
-        result["sensitivity"] = (big_n * r ** 2 / p_q).sum() / size
+        terms = big_n * r ** 2 / p_q
+        se = np.sqrt(len(q) / (len(q) - 1) * ((terms - terms.mean()) ** 2).sum())
+        result["sensitivity"] = (terms.sum() + 2.0 * se) / size
     return result
 
 
@@ -743,3 +809,126 @@ def test_sample_step_auto_with_a_surrogate_reports_the_predicted_variances():
                                      ghat=fit.predict(g), losses=losses)
     assert (sel.params["design"], sel.params["design_rule"]) == choose_design(
         None, None, None, surrogate_var=predicted)
+
+
+# ------------------------------------------------------- draws in strata, edges
+def test_draw_in_strata_refuses_more_than_a_stratum_holds():
+    from coreselect.sensitivity import draw_in_strata
+
+    rows, labels, v = _step_pool()
+    rng = np.random.default_rng(0)
+    # cluster 1 holds rows 4, 5, 6; with row 5 out, two are left
+    idx, strata = draw_in_strata(rows, np.array([0, 2, 0]), rng, np.array([5]))
+    assert sorted(idx.tolist()) == [4, 6] and strata.tolist() == [1, 1]
+    with pytest.raises(ValueError, match=r"^draw_in_strata: an allocation exceeds its "
+                                         r"stratum's available rows\.$"):
+        draw_in_strata(rows, np.array([0, 3, 0]), rng, np.array([5]))
+    idx, strata = draw_in_strata(rows, np.zeros(3, dtype=np.int64), rng)
+    assert idx.shape == (0,) and idx.dtype == np.int64 and strata.dtype == np.int64
+
+
+def test_draw_members_needs_a_row_in_every_cluster():
+    from coreselect.sensitivity import draw_members
+
+    rows, labels, v = _step_pool()
+    rng = np.random.default_rng(0)
+    # one row left in cluster 1 (rows 4 and 5 out): that row is its member
+    got = draw_members(rows, rng, np.array([4, 5]))
+    assert got[1] == 6 and labels[got].tolist() == [0, 1, 2]
+    with pytest.raises(ValueError, match=r"^draw_members: a cluster has no row to draw\.$"):
+        draw_members(rows, rng, np.array([4, 5, 6]))
+
+
+def test_stratum_spreads_of_a_stratum_with_one_row():
+    from coreselect.sensitivity import _stratum_spreads
+
+    rows, labels, v = _step_pool()
+    spread = np.arange(1.0, 13.0)
+    # cluster 1 with rows 4 and 5 out: only row 6 (spread 7) is left
+    got = _stratum_spreads(rows, spread, np.array([4, 5]), np.array([4, 1, 5]))
+    np.testing.assert_allclose(got, [np.sqrt((1 + 4 + 9 + 16) / 4), 7.0,
+                                     np.sqrt((64 + 81 + 100 + 121 + 144) / 5)])
+
+
+def test_stratified_step_minimum_draws_with_the_centers_and_a_surrogate():
+    from coreselect.sensitivity import sample_selection
+
+    rows, labels, v = _step_pool()
+    q = np.array([0, 5, 9])
+    g = np.array([0.5, 9.0, 9.0, 9.0, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1])
+    sel = sample_selection(rows, query_indices=q, query_losses=np.array([1.0, 2.0, 3.0]),
+                           query_points=None, size=5, lam="auto", replace=True,
+                           rng=np.random.default_rng(0), design="stratified", surrogate=g)
+    # cluster 0's rows have the large spreads: Neyman gives it 3 (all it has left), and one
+    # draw each (not two) to the others
+    np.testing.assert_array_equal(np.bincount(labels[sel.indices], minlength=3), [3, 1, 1])
+
+
+def test_stratified_step_with_random_rows_below_two_draws_each():
+    from coreselect.sensitivity import sample_selection
+
+    rows, labels, v = _step_pool()
+    q = np.array([1, 4, 8])
+    sel = sample_selection(rows, query_indices=q, query_losses=np.array([1.0, 2.0, 3.0]),
+                           query_points=None, size=2, lam="auto", replace=True,
+                           rng=np.random.default_rng(2), design="stratified",
+                           queries="random")
+    # 5 draws in strata of 4, 3 and 5 rows: too few for two each; 5 (4, 3, 5) / 12 =
+    # (1.67, 1.25, 2.08): (2, 1, 2)
+    np.testing.assert_array_equal(np.bincount(labels[sel.indices], minlength=3), [2, 1, 2])
+
+
+def test_stratified_step_diagnostics_are_the_report_of_its_own_draw():
+    from coreselect.diagnostics import selection_diagnostics
+    from coreselect.sensitivity import sample_selection
+
+    rows, labels, v = _step_pool()
+    q = np.array([0, 5, 9])
+    points = np.array([[0.0, 0.0], [5.0, 1.0], [9.0, 3.0]])
+    losses = np.array([1.0, 2.0, 3.0])
+    sel = sample_selection(rows, query_indices=q, query_losses=losses, query_points=points,
+                           size=5, lam="auto", replace=True, rng=np.random.default_rng(0),
+                           design="stratified", exclude=np.array([11]), z=1.5,
+                           holder_quantile=0.8, theorem="Theorem 4")
+    gone = np.array([0, 5, 9, 11])
+    prob = sel.probabilities
+    want = selection_diagnostics(
+        p_summary=(12 - 4, 0, prob.min() / 5, prob.max() / 5), indices=sel.indices,
+        weights=sel.weights, query_points=points, query_losses=losses,
+        cluster_sizes=np.array([4, 3, 5]), cost=v.sum() - v[gone].sum(), hat_total=16.0,
+        lam=0.0, lam_rule="not used", z=1.5, size=5, replace=False, mix=0.0,
+        holder_quantile=0.8, theorem="Theorem 4")
+    got = dict(sel.diagnostics)
+    for key in ("design", "warnings", "estimation_verdict", "verdict"):
+        got.pop(key)
+        want.pop(key, None)
+    assert got == want
+    assert sel.diagnostics["warnings"] == []
+
+
+@pytest.mark.parametrize("replace", [True, False])
+def test_sensitivity_step_counts_the_rows_that_coincide_with_their_center(replace):
+    from coreselect.sensitivity import sample_selection
+
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 2, 2, 2, 2, 2])
+    # the queried centers 0, 5 and 9 have v = 0, and so do rows 2 and 7 (copies of them)
+    v = np.array([0.0, 1.0, 0.0, 0.5, 0.3, 0.0, 1.0, 0.0, 0.4, 0.0, 0.6, 0.8])
+    rows = memory_rows(labels, v, 3, starts=np.array([0, 5, 12]))
+    sel = sample_selection(rows, query_indices=np.array([0, 5, 9]),
+                           query_losses=np.array([1.0, 2.0, 3.0]), query_points=None, size=4,
+                           lam=1.0, replace=replace, rng=np.random.default_rng(0),
+                           design="sensitivity")
+    said = [w for w in sel.diagnostics["warnings"] if "coincide with their center" in w]
+    # of the rows that can be drawn: 12, or 9 without the queried ones
+    share = "17%" if replace else "22%"
+    assert said and said[0].startswith(f"2 rows ({share}) coincide with their center")
+
+
+def test_calibration_with_a_slope_below_1_and_a_small_surrogate():
+    g = np.linspace(0.1, 1.0, 30)
+    fit = calibrate_surrogate(g, 0.2 + 0.5 * g)
+    assert (fit.a, fit.b) == (pytest.approx(0.2, rel=1e-9), pytest.approx(0.5, rel=1e-9))
+    assert (fit.shape_a, fit.shape_b) == (pytest.approx(0.2, rel=1e-9), pytest.approx(0.5, rel=1e-9))
+    # scale only, with sum w g = 0.4 < 1: b = sum w l / sum w g
+    few = calibrate_surrogate(np.array([0.1, 0.2, 0.1]), np.array([0.3, 0.5, 0.0]))
+    assert few.a == 0.0 and few.b == pytest.approx(0.8 / 0.4, rel=1e-12)

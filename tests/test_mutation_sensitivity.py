@@ -8,14 +8,14 @@ apart, or only a uniform that falls exactly on a float boundary), by kind:
 
 - dtypes: ``np.asarray(x, dtype=np.float64)`` or ``.astype(np.float64)`` with the dtype None
   or dropped (``block_masses``, ``block_probabilities``, ``row_probabilities``,
-  ``sensitivity_probabilities``, ``sample_selection``'s losses and ``hat_total``): the inputs
+  ``sensitivity_probabilities``, ``_sensitivity_draw`` (Algorithm 1's draw in ``_sensitivity_draw``)'s losses and ``hat_total``): the inputs
   are float64 already (``check_losses``, the row state) and each value meets a float
   (``lam * v``, ``/ total``) before it is stored; ``astype(None)`` is float64. ``_iid_block``'s
-  ``labels[pos]`` as int64, dtype dropped: a row state's labels are int64. ``sample_selection``'s
+  ``labels[pos]`` as int64, dtype dropped: a row state's labels are int64. ``_sensitivity_draw``'s
   ``idx = np.empty(size, dtype=np.int64)`` as float64: it holds row numbers, exact in float64,
   and ``Selection`` casts them.
 - ``searchsorted(..., side="right")`` as ``"left"`` (``_iid_block``, the block choice of
-  ``sample_selection``): they differ only for a uniform equal to a cumulative sum, which has
+  ``_sensitivity_draw``): they differ only for a uniform equal to a cumulative sum, which has
   probability 0 (about 2**-53 a draw). ``draw_without_replacement``'s is killed: its
   ``_Stub`` hits a boundary on purpose.
 - clamps that only guard against rounding: ``np.minimum(pos, p.shape[0] - 1)`` with ``+ 1``
@@ -27,7 +27,7 @@ apart, or only a uniform that falls exactly on a float boundary), by kind:
 - ``inclusion_probabilities``: ``c * p >= 1.0`` as ``> 1.0`` (a row with ``c p == 1`` left free
   gets ``pi = c p = 1`` all the same); ``pi[capped] = 1.0`` as ``2.0`` and the final
   ``np.minimum(pi, 1.0)`` as ``2.0`` (each alone: the other one restores 1).
-- ``sample_selection``: ``np.arange(rows.n_blocks + 2)`` for ``+ 1`` (a last cut never read);
+- ``_sensitivity_draw``: ``np.arange(rows.n_blocks + 2)`` for ``+ 1`` (a last cut never read);
   the ``else np.empty(0)`` branch mutated or forced off (``n_blocks == 0`` is an empty pool,
   which the validation refuses); the argsort kind of ``order`` dropped, None or "STABLE" (any
   order that groups the draws by block writes each block's draws back where they were read;

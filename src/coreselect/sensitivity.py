@@ -496,6 +496,10 @@ AUTO_MIN_QUERIES = 10
 # With a surrogate, the per-row proposal only when its predicted variance is below this
 # share of the stratified design's: a variance predicted from k rows misses the tails.
 AUTO_PROPOSAL_MARGIN = 0.75
+# The per-row proposal's variance predicted from the random queried rows is a sum of one
+# term per cluster; a heavy-tailed loss (a confident row with a large cross-entropy) makes
+# it uncertain, so the prediction is its upper bound at this many standard errors.
+AUTO_PROPOSAL_Z = 2.0
 
 
 def choose_design(query_points, query_losses, sizes, *, surrogate_var: dict | None = None
@@ -509,7 +513,8 @@ def choose_design(query_points, query_losses, sizes, *, surrogate_var: dict | No
     good proposal. Otherwise ``"stratified"``. With a surrogate (``surrogate_var``: the
     predicted variance of each design under the calibrated surrogate, from the queried rows'
     residuals when they are random rows), the per-row proposal (``"sensitivity"``) when its
-    predicted variance is below ``AUTO_PROPOSAL_MARGIN`` times the stratified design's,
+    predicted variance (an upper bound, see :func:`_predicted_variances`) is below
+    ``AUTO_PROPOSAL_MARGIN`` times the stratified design's,
     else ``"stratified"``.
 
     Examples
@@ -710,8 +715,10 @@ def _predicted_variances(rows, spread, *, size, lam, mix, exclude, query_indices
     of each cluster, so a stratified sample of the pool) the residuals ``r = l - g_hat`` of those rows are used as they are:
     the Neyman-stratified design's variance with a common within-cluster variance (the
     queried residuals' cluster-weighted variance), and the per-row proposal's
-    ``sum N_h r_h^2 / p_h / s``. Otherwise, under the surrogate's own model: the residual
-    of row e has mean 0 and mean square ``spread(e)^2``."""
+    ``sum_h t_h / s`` with ``t_h = N_h r_h^2 / p_h``, raised by ``AUTO_PROPOSAL_Z`` standard
+    errors of that sum (``sqrt(k / (k - 1) sum (t_h - mean t)^2)``): an upper bound, since
+    a few rows of a heavy-tailed loss carry most of it. Otherwise, under the surrogate's own
+    model: the residual of row e has mean 0 and mean square ``spread(e)^2``."""
     out = _excluded(rows.n, size, exclude, query_indices, replace and not members)
     avail = _available_counts(rows, out).sum(axis=0)
     s_h = _stratum_spreads(rows, spread, out, avail)
@@ -749,7 +756,10 @@ def _predicted_variances(rows, spread, *, size, lam, mix, exclude, query_indices
             # > 0: the spread has a floor c0 > 0
             p_q = ((1.0 - mix) * (spread[query_indices] + lam_value * v_q) / total
                    + mix / keep.sum())
-            result["sensitivity"] = float(np.sum(big_n * r ** 2 / p_q)) / size
+            terms = big_n * r ** 2 / p_q
+            k = terms.shape[0]
+            spread_of_sum = np.sqrt(k / (k - 1) * np.sum((terms - terms.mean()) ** 2))
+            result["sensitivity"] = float(terms.sum() + AUTO_PROPOSAL_Z * spread_of_sum) / size
     return result or {"stratified": 0.0}
 
 
