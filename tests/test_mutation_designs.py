@@ -296,22 +296,21 @@ def test_predicted_variances_by_hand(replace, members, lam, mix, exclude):
         assert got[key] == pytest.approx(want[key], rel=1e-12), key
 
 
+def _on_pool(**kw):
+    """``_predicted_variances`` on ``_pool()`` and the reference, with the same arguments."""
+    rows, labels, v, spread, q = _pool()
+    return (_predicted_variances(rows, spread, query_indices=q, **kw),
+            _predicted_by_hand(labels, v, spread, q=q, **kw))
+
+
 def test_predicted_variances_without_room_for_the_queried_rows():
     # size 10 of 12 rows, 3 queried: without replacement the queried rows stay drawable
-    rows, labels, v, spread, q = _pool()
-    got = _predicted_variances(rows, spread, size=10, lam=1.0, mix=0.0, exclude=None,
-                               query_indices=q, replace=False, members=False)
-    want = _predicted_by_hand(labels, v, spread, size=10, lam=1.0, mix=0.0, exclude=None,
-                              q=q, replace=False, members=False)
+    got, want = _on_pool(size=10, lam=1.0, mix=0.0, exclude=None, replace=False, members=False)
     assert got == pytest.approx(want, rel=1e-12)
 
 
 def test_predicted_variances_with_fewer_draws_than_strata():
-    rows, labels, v, spread, q = _pool()
-    got = _predicted_variances(rows, spread, size=2, lam=0.5, mix=0.0, exclude=None,
-                               query_indices=q, replace=True, members=False)
-    want = _predicted_by_hand(labels, v, spread, size=2, lam=0.5, mix=0.0, exclude=None,
-                              q=q, replace=True, members=False)
+    got, want = _on_pool(size=2, lam=0.5, mix=0.0, exclude=None, replace=True, members=False)
     assert set(got) == {"sensitivity"} and "stratified" not in want
     assert got["sensitivity"] == pytest.approx(want["sensitivity"], rel=1e-12)
 
@@ -698,15 +697,19 @@ def test_stratified_step_with_random_queried_rows_and_a_surrogate_by_hand():
         sel.estimate_total(y, method="weighted").value, rel=1e-6)
 
 
-def test_stratified_step_with_random_rows_and_no_surrogate_is_proportional_with_two_each():
+def _random_rows_stratified(rows, size):
+    """The stratified step on ``_step_pool`` with rows 1, 4 and 8 queried (random rows)."""
     from coreselect.sensitivity import sample_selection
 
+    return sample_selection(rows, query_indices=np.array([1, 4, 8]),
+                            query_losses=np.array([1.0, 2.0, 3.0]), query_points=None,
+                            size=size, lam="auto", replace=True, rng=np.random.default_rng(2),
+                            design="stratified", queries="random")
+
+
+def test_stratified_step_with_random_rows_and_no_surrogate_is_proportional_with_two_each():
     rows, labels, v = _step_pool()
-    q = np.array([1, 4, 8])
-    sel = sample_selection(rows, query_indices=q, query_losses=np.array([1.0, 2.0, 3.0]),
-                           query_points=None, size=5, lam="auto", replace=True,
-                           rng=np.random.default_rng(2), design="stratified",
-                           queries="random")
+    sel = _random_rows_stratified(rows, 5)
     # strata of 4, 3, 5 rows, 8 draws, two at least: 8 * (4, 3, 5) / 12 = (2.67, 2, 3.33)
     alloc = np.array([3, 2, 3])
     counts = np.bincount(labels[sel.indices], minlength=3)
@@ -715,10 +718,7 @@ def test_stratified_step_with_random_rows_and_no_surrogate_is_proportional_with_
     assert sel.params["allocation"] == "proportional" and sel.params["strata"] == 3
     assert sel.params["cost"] == pytest.approx(v.sum())
     # with only 4 draws more (7 in all, 6 forced by the minimum of 2): still 2 at least
-    small = sample_selection(rows, query_indices=q, query_losses=np.array([1.0, 2.0, 3.0]),
-                             query_points=None, size=3, lam="auto", replace=True,
-                             rng=np.random.default_rng(2), design="stratified",
-                             queries="random")
+    small = _random_rows_stratified(rows, 3)
     assert np.bincount(labels[small.indices], minlength=3).min() == 2
 
 
@@ -865,14 +865,8 @@ def test_stratified_step_minimum_draws_with_the_centers_and_a_surrogate():
 
 
 def test_stratified_step_with_random_rows_below_two_draws_each():
-    from coreselect.sensitivity import sample_selection
-
     rows, labels, v = _step_pool()
-    q = np.array([1, 4, 8])
-    sel = sample_selection(rows, query_indices=q, query_losses=np.array([1.0, 2.0, 3.0]),
-                           query_points=None, size=2, lam="auto", replace=True,
-                           rng=np.random.default_rng(2), design="stratified",
-                           queries="random")
+    sel = _random_rows_stratified(rows, 2)
     # 5 draws in strata of 4, 3 and 5 rows: too few for two each; 5 (4, 3, 5) / 12 =
     # (1.67, 1.25, 2.08): (2, 1, 2)
     np.testing.assert_array_equal(np.bincount(labels[sel.indices], minlength=3), [2, 1, 2])
