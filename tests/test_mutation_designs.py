@@ -60,19 +60,13 @@ Equivalent:
   three are read); ``p[None]`` for ``p`` when nothing is excluded; ``inclusion_probabilities(
   p, size, None)`` (the rows left out have ``p = 0`` already).
 
+- ``_sensitivity_draw``'s zero-mass fallback constants (``d_lam``, ``total``, ``masses``):
+  multiplied by ``1 - d_mix = 0`` there (as tests/test_mutation_sensitivity.py says).
+
 Live (not killed; what would kill them):
-
-- ``_sensitivity_draw``'s ``(np.diff(starts) > 1)`` for ``> 0`` (a block of one row with a
-  surrogate; the pools tested have none) and ``coincident_rows=max(zeros, 1)`` (a pool of 10
-  rows or fewer); ``_stratified_draw``'s ``max(cost, 1.0)`` (a pool with ``Phi < 1`` in the
-  stratified design) and its Neyman spreads taken with ``out`` for ``user_out`` (the
-  allocation rounds to the same integers on the pools tested).
-
-- ``_sensitivity_draw``'s block choice with exclusions (``block_rows`` in the mixing of
-  ``shares``, mutants 135/136) and its zero-mass fallback constants: they change which
-  block a draw falls in, not the reported probabilities; only a frequency test over many
-  draws sees them (``tests/test_sampling.py``'s statistical tests, left out of the
-  mutation run for its time).
+- ``_stratified_draw``'s Neyman spreads taken over ``user_out`` for ``out`` when the centers
+  are queried (``members or True``): the centers' own spreads then enter their strata's
+  means; the allocation rounds to the same integers on the pools tested.
 - ``sample_selection``: ``_predicted_variances(..., exclude=None)`` or ``replace=None`` and
   ``choose_design(..., sizes=None)``: the predicted variances change in digits the rule's
   text does not show (4 significant digits) on the pools tested.
@@ -926,3 +920,72 @@ def test_calibration_with_a_slope_below_1_and_a_small_surrogate():
     # scale only, with sum w g = 0.4 < 1: b = sum w l / sum w g
     few = calibrate_surrogate(np.array([0.1, 0.2, 0.1]), np.array([0.3, 0.5, 0.0]))
     assert few.a == 0.0 and few.b == pytest.approx(0.8 / 0.4, rel=1e-12)
+
+
+# ------------------------------------------------------------ edges of the draws
+def test_sensitivity_step_draws_a_block_of_one_row_with_a_surrogate():
+    from coreselect.sensitivity import sample_selection
+
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 2, 2, 2, 2, 2])
+    v = np.array([0.0, 1.0, 2.0, 0.5, 0.3, 0.0, 1.0, 0.2, 0.4, 0.0, 0.6, 0.8])
+    rows = memory_rows(labels, v, 3, starts=np.array([0, 1, 12]))   # block 0: row 0 alone
+    g = np.full(12, 1.0)
+    sel = sample_selection(rows, query_indices=np.array([0, 5, 9]),
+                           query_losses=np.array([1.0, 2.0, 3.0]), query_points=None,
+                           size=3000, lam=0.0, replace=True, rng=np.random.default_rng(4),
+                           design="sensitivity", surrogate=g)
+    # equal spreads, lam = 0: every row 1/12; row 0 (its own block) about 250 times
+    np.testing.assert_allclose(sel.probabilities, 1 / 12, rtol=1e-12)
+    assert 180 < np.count_nonzero(sel.indices == 0) < 320
+
+
+def test_sensitivity_step_uniform_mix_over_the_rows_not_excluded():
+    from coreselect.sensitivity import sample_selection
+
+    rows, labels, v = _step_pool()           # blocks: rows 0-4 and 5-11
+    sel = sample_selection(rows, query_indices=np.array([0, 5, 9]),
+                           query_losses=np.array([1.0, 2.0, 3.0]), query_points=None,
+                           size=4000, lam=1.0, mix=1.0, replace=True,
+                           rng=np.random.default_rng(5), design="sensitivity",
+                           exclude=np.array([1, 2, 3]))
+    # mix = 1: uniform over the 9 rows left; the first block keeps 2 of them (rows 0, 4)
+    np.testing.assert_allclose(sel.probabilities, 1 / 9, rtol=1e-12)
+    first = np.count_nonzero(sel.indices < 5)
+    assert abs(first / 4000 - 2 / 9) < 0.03
+
+
+def test_no_coincidence_warning_on_a_small_pool_without_copies():
+    from coreselect.sensitivity import sample_selection
+
+    labels = np.array([0, 0, 0, 1, 1, 1, 1, 2, 2, 2])
+    v = np.array([0.0, 1.0, 2.0, 0.5, 0.0, 1.0, 0.3, 0.2, 0.0, 0.6])   # only the centers
+    rows = memory_rows(labels, v, 3)
+    sel = sample_selection(rows, query_indices=np.array([0, 4, 8]),
+                           query_losses=np.array([1.0, 2.0, 3.0]), query_points=None, size=3,
+                           lam=1.0, replace=True, rng=np.random.default_rng(0),
+                           design="sensitivity")
+    assert not [w for w in sel.diagnostics["warnings"] if "coincide" in w]
+
+
+def test_stratified_step_cost_below_1_and_spreads_with_the_queried_rows():
+    from coreselect.sensitivity import _stratum_spreads, sample_selection
+
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 2, 2, 2, 2, 2])
+    v = 0.01 * np.array([0.0, 1.0, 2.0, 0.5, 0.3, 0.0, 1.0, 0.2, 0.4, 0.0, 0.6, 0.8])
+    rows = memory_rows(labels, v, 3, starts=np.array([0, 5, 12]))
+    q = np.array([1, 4, 8])
+    # the queried row of cluster 0 has by far the largest predicted loss
+    g = np.array([0.1, 50.0, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1])
+    losses = np.array([1.0, 2.0, 3.0])
+    sel = sample_selection(rows, query_indices=q, query_losses=losses, query_points=None,
+                           size=6, lam="auto", replace=True, rng=np.random.default_rng(1),
+                           design="stratified", surrogate=g, queries="random")
+    assert sel.params["cost"] == pytest.approx(v.sum(), rel=1e-12) and v.sum() < 1
+    fit = calibrate_surrogate(g[q], losses, weights=np.array([4, 3, 5]))
+    sizes = np.array([4, 3, 5])
+    # the spreads include the queried rows (they belong to their strata's samples)
+    s_h = _stratum_spreads(rows, fit.spread(g), np.empty(0, dtype=np.int64), sizes)
+    alloc = neyman_allocation(sizes, s_h, 9, np.minimum(sizes, 2))
+    without = _stratum_spreads(rows, fit.spread(g), q, sizes)
+    assert neyman_allocation(sizes, without, 9, np.minimum(sizes, 2)).tolist() != alloc.tolist()
+    np.testing.assert_array_equal(np.bincount(labels[sel.indices], minlength=3), alloc)
