@@ -5,11 +5,8 @@ tests/test_mutation_selection.py).
 The references below are written out row by row in plain numpy (no blocks, no row state), from
 the formulas in the docstrings, not read back from the code.
 
-Surviving mutants (mutmut 3.8) of the code the estimation issue added, by kind. Most are
-equivalent: no input a caller can give tells them apart. The rest are named as live, with
-why they survive.
-
-Equivalent:
+Surviving mutants (mutmut 3.8) of the code the estimation issue added, by kind; all are
+equivalent (no input a caller can give tells them apart) or, where marked, not proved so:
 
 - dtypes: ``np.asarray(x, dtype=...)``, ``.astype(...)``, ``np.ones/np.empty(..., dtype=...)``
   with the dtype None or dropped where the value is of that dtype already or meets a float
@@ -39,6 +36,9 @@ Equivalent:
   ``np.minimum(..., sizes)`` and the sum check (not proved for every input; no input found
   that tells them apart); ``draw_in_strata``'s ``np.arange(n_blocks + 2)`` (a last cut never
   read) and ``rng.choice(..., replace=None)`` (None is falsy: without replacement, as False).
+- ``_all_block``'s ``len(arg) > 6`` tests spelt ``>= 6`` or joined by ``and`` (every caller
+  passes the row masses as a seventh item), ``_all_block_counted``'s ``start`` as None
+  (``_all_block`` does not read it).
 - ``sample_selection``'s fallback to ``"sensitivity"`` spelt ``"XXsensitivityXX"`` or
   upper case: any name but ``"stratified"`` takes Algorithm 1's branch, which records
   ``design="sensitivity"`` itself; the default ``design="sensitivity"`` spelt so (every
@@ -63,13 +63,10 @@ Equivalent:
 - ``_sensitivity_draw``'s zero-mass fallback constants (``d_lam``, ``total``, ``masses``):
   multiplied by ``1 - d_mix = 0`` there (as tests/test_mutation_sensitivity.py says).
 
-Live (not killed; what would kill them):
-- ``_stratified_draw``'s Neyman spreads taken over ``user_out`` for ``out`` when the centers
-  are queried (``members or True``): the centers' own spreads then enter their strata's
-  means; the allocation rounds to the same integers on the pools tested.
-- ``sample_selection``: ``_predicted_variances(..., exclude=None)`` or ``replace=None`` and
-  ``choose_design(..., sizes=None)``: the predicted variances change in digits the rule's
-  text does not show (4 significant digits) on the pools tested.
+No survivor of this code is left live: the ones found live in review (a block of one row,
+the uniform mix with exclusions, the coincidence count on a small pool, a stratified cost
+below 1, the Neyman spreads with the queried rows, auto's predicted variances with
+exclusions and replacement, the size-weighted smoothness check) have tests below.
 """
 
 from __future__ import annotations
@@ -819,6 +816,10 @@ def test_draw_in_strata_refuses_more_than_a_stratum_holds():
         draw_in_strata(rows, np.array([0, 3, 0]), rng, np.array([5]))
     idx, strata = draw_in_strata(rows, np.zeros(3, dtype=np.int64), rng)
     assert idx.shape == (0,) and idx.dtype == np.int64 and strata.dtype == np.int64
+    # no rows out: any row may come, one of each cluster here
+    for seed in range(20):
+        idx, strata = draw_in_strata(rows, np.ones(3, dtype=np.int64), np.random.default_rng(seed))
+        assert labels[idx].tolist() == [0, 1, 2] and strata.tolist() == [0, 1, 2]
 
 
 def test_draw_members_needs_a_row_in_every_cluster():
@@ -988,4 +989,62 @@ def test_stratified_step_cost_below_1_and_spreads_with_the_queried_rows():
     alloc = neyman_allocation(sizes, s_h, 9, np.minimum(sizes, 2))
     without = _stratum_spreads(rows, fit.spread(g), q, sizes)
     assert neyman_allocation(sizes, without, 9, np.minimum(sizes, 2)).tolist() != alloc.tolist()
+    np.testing.assert_array_equal(np.bincount(labels[sel.indices], minlength=3), alloc)
+
+
+@pytest.mark.parametrize("replace", [True, False])
+def test_sample_step_auto_with_a_surrogate_and_many_rows_excluded(replace):
+    from coreselect.sensitivity import choose_design, sample_selection
+
+    rows, labels, v, _, q, losses, _ = _big_pool(k=40)
+    g = np.random.default_rng(9).uniform(0.1, 2.0, labels.shape[0])
+    ex = np.setdiff1d(np.arange(0, 120, 2), q)      # half the rows, none of the queried
+    sel = sample_selection(rows, query_indices=q, query_losses=losses, query_points=None,
+                           size=30, lam=0.7, replace=replace, rng=np.random.default_rng(0),
+                           design="auto", surrogate=g, queries="random", mix=0.1, exclude=ex)
+    fit = calibrate_surrogate(g[q], losses, weights=rows.sizes)
+    predicted = _predicted_variances(rows, fit.spread(g), size=30, lam=0.7, mix=0.1,
+                                     exclude=ex, query_indices=q, replace=replace,
+                                     members=True, ghat=fit.predict(g), losses=losses)
+    assert sel.params["design_rule"] == choose_design(None, None, None,
+                                                      surrogate_var=predicted)[1]
+    ignored = _predicted_variances(rows, fit.spread(g), size=30, lam=0.7, mix=0.1,
+                                   exclude=None, query_indices=q, replace=replace,
+                                   members=True, ghat=fit.predict(g), losses=losses)
+    assert choose_design(None, None, None, surrogate_var=ignored)[1] != sel.params["design_rule"]
+
+
+def test_sample_step_auto_weighs_the_smoothness_check_by_cluster_size():
+    from coreselect.sensitivity import sample_selection
+
+    # 12 clusters, one queried row each, at the points and losses of the R^2 = 0.5 case:
+    # unweighted the check passes (0.5), weighted by the sizes it fails
+    points, losses = _pairs([5.0, -4.0, -1.0, 0.0, 0.0, 0.0])
+    sizes = np.repeat([1, 1, 1, 3, 3, 3], 2)
+    labels = np.repeat(np.arange(12), sizes)
+    rows = memory_rows(labels, np.ones(labels.shape[0]), 12)
+    q = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    sel = sample_selection(rows, query_indices=q, query_losses=losses, query_points=points,
+                           size=12, lam="auto", replace=False, rng=np.random.default_rng(0),
+                           design="auto")
+    assert sel.params["design"] == "stratified"
+    assert "R^2 of the queried losses" in sel.params["design_rule"]
+
+
+def test_stratified_step_with_the_centers_leaves_their_spreads_out_of_the_allocation():
+    from coreselect.sensitivity import _stratum_spreads, sample_selection
+
+    rows, labels, v = _step_pool()
+    q = np.array([0, 5, 9])
+    g = np.full(12, 0.1)
+    g[5] = 50.0                       # the center of cluster 1: known, never drawn
+    sel = sample_selection(rows, query_indices=q, query_losses=np.array([1.0, 2.0, 3.0]),
+                           query_points=None, size=5, lam="auto", replace=True,
+                           rng=np.random.default_rng(0), design="stratified", surrogate=g)
+    fit = calibrate_surrogate(g[q], np.array([1.0, 2.0, 3.0]), weights=np.array([4, 3, 5]))
+    avail = np.array([3, 2, 4])
+    s_h = _stratum_spreads(rows, fit.spread(g), q, avail)
+    alloc = neyman_allocation(avail, s_h, 5, 1)
+    with_centers = _stratum_spreads(rows, fit.spread(g), np.empty(0, dtype=np.int64), avail)
+    assert neyman_allocation(avail, with_centers, 5, 1).tolist() != alloc.tolist()
     np.testing.assert_array_equal(np.bincount(labels[sel.indices], minlength=3), alloc)
