@@ -389,16 +389,18 @@ def test_choose_design_with_a_surrogate_needs_a_clear_win_for_the_proposal():
 
     assert AUTO_PROPOSAL_MARGIN == 0.75
     got = choose_design(None, None, None, surrogate_var={"stratified": 1.0, "sensitivity": 0.7})
-    assert got == ("sensitivity", "auto: smallest predicted variance under the calibrated "
-                                  "surrogate (stratified 1, sensitivity 0.7)")
+    assert got == ("sensitivity", "auto: predicted variances under the calibrated surrogate "
+                                  "(stratified 1, sensitivity 0.7); the per-row proposal below "
+                                  "0.75 x the stratified design's")
     # exactly the margin, or more: stratified
     for sens in (0.75, 0.9, 2.0):
         assert choose_design(None, None, None, surrogate_var={
             "stratified": 1.0, "sensitivity": sens})[0] == "stratified"
     # no stratified prediction (fewer draws than strata): the proposal
     assert choose_design(None, None, None, surrogate_var={"sensitivity": 5.0}) == (
-        "sensitivity", "auto: smallest predicted variance under the calibrated surrogate "
-                       "(sensitivity 5)")
+        "sensitivity", "auto: predicted variances under the calibrated surrogate "
+                       "(sensitivity 5); the per-row proposal below 0.75 x the stratified "
+                       "design's")
     assert choose_design(None, None, None, surrogate_var={"stratified": 0.0})[0] == "stratified"
 
 

@@ -534,7 +534,9 @@ def choose_design(query_points, query_losses, sizes, *, surrogate_var: dict | No
                                                        * surrogate_var["stratified"]):
             best = "sensitivity"
         shown = ", ".join(f"{d} {v:.4g}" for d, v in surrogate_var.items())
-        return best, f"auto: smallest predicted variance under the calibrated surrogate ({shown})"
+        return best, (f"auto: predicted variances under the calibrated surrogate ({shown}); "
+                      f"the per-row proposal below {AUTO_PROPOSAL_MARGIN:g} x the stratified "
+                      "design's")
     from .diagnostics import nearest_neighbour_r2
 
     k = 0 if query_points is None else int(np.asarray(query_points).shape[0])
@@ -712,9 +714,10 @@ def _predicted_variances(rows, spread, *, size, lam, mix, exclude, query_indices
     """The variance each design would have with the surrogate.
 
     With ``CALIBRATION_MIN_ROWS`` random queried rows or more (``members``: one uniform row
-    of each cluster, so a stratified sample of the pool) the residuals ``r = l - g_hat`` of those rows are used as they are:
-    the Neyman-stratified design's variance with a common within-cluster variance (the
-    queried residuals' cluster-weighted variance), and the per-row proposal's
+    of each cluster, so a stratified sample of the pool) the residuals ``r = l - g_hat`` of
+    those rows are used as they are: the Neyman-stratified design's variance with a common
+    within-cluster variance (the queried residuals' cluster-weighted variance), and the
+    per-row proposal's
     ``sum_h t_h / s`` with ``t_h = N_h r_h^2 / p_h``, raised by ``AUTO_PROPOSAL_Z`` standard
     errors of that sum (``sqrt(k / (k - 1) sum (t_h - mean t)^2)``): an upper bound, since
     a few rows of a heavy-tailed loss carry most of it. Otherwise, under the surrogate's own
