@@ -11,7 +11,8 @@ Issue 15's training comparison, logistic-regression part. Per seed:
    margin, entropy, badge (its penultimate layer: ``X``), cluster_margin, sensitivity with
    k model runs only (``oracle(idx)``: the warm model's cross-entropy against the true
    labels at the k queried rows, no ``probs``) and sensitivity with scores (the same with
-   ``probs=``: the expected cross-entropy is the per-row surrogate);
+   ``probs=``: draws in proportion to ``margin_uncertainty(probs) ** 4``, the registry's
+   default; trained unweighted by the library's default, ``Selection.training_weights``);
 4. a logistic regression retrained on the warm rows and the new rows; accuracy on the test
    set (digits: a fixed stratified 30% of the 1,797 rows held out; Fashion-MNIST: the
    10,000 test images, PCA fitted on the 60,000 training images).

@@ -158,7 +158,7 @@ def main(argv=None) -> int:
             indices=np.concatenate([sel.indices, extra]),
             weights=np.concatenate([sel.weights * (s / sel.weights.sum()), np.ones(extra.size)]),
             probabilities=np.ones(sel.size + extra.size), n=sel.n, method="sensitivity+labelled")
-        m_w = fit_selection(head(), X, labels, sel_all, normalize=False)
+        m_w = fit_selection(head(), X, labels, sel_all, normalize=False, power=1.0)
         m_u = fit_selection(head(), X, labels, sel_all, weighted=False)
         uni = r.choice(len(pool), size=sel_all.size, replace=False)
         m_uni = head().fit(X[uni], labels[uni])

@@ -424,11 +424,17 @@ def test_design_flag_gives_the_python_apis_selection(tmp_path):
     assert rc == 2 and "--design" in err
 
 
-def test_surrogate_flag_reaches_the_selection_and_bad_files_are_named(tmp_path):
+def _plan_with_surrogate(tmp_path):
+    """A plan, its answers and a surrogate file (a close prediction of the loss)."""
     X, loss, emb = _pool(tmp_path)
     run, answers = _plan_and_answers(tmp_path, loss, emb)
     g = tmp_path / "g.npy"
     np.save(g, 0.9 * loss + 0.1)
+    return run, answers, g
+
+
+def test_surrogate_flag_reaches_the_selection_and_bad_files_are_named(tmp_path):
+    run, answers, g = _plan_with_surrogate(tmp_path)
     rc, out, err = run_cli("sample", run, "--losses", answers, "-s", S, "--surrogate", g,
                            "--seed", 3, "--out", tmp_path / "s.csv", "-q")
     assert rc == 0, err
@@ -441,3 +447,19 @@ def test_surrogate_flag_reaches_the_selection_and_bad_files_are_named(tmp_path):
     rc, _, err = run_cli("sample", run, "--losses", answers, "-s", S, "--surrogate",
                          tmp_path / "none.npy", "--out", tmp_path / "x.csv")
     assert rc != 0 and "--surrogate" in err and "no such file" in err
+
+
+def test_proposal_power_flag_reaches_the_selection(tmp_path):
+    run, answers, g = _plan_with_surrogate(tmp_path)
+    rc, out, err = run_cli("sample", run, "--losses", answers, "-s", S, "--surrogate", g,
+                           "--proposal-power", 3, "--seed", 3, "--out", tmp_path / "s.csv",
+                           "-q")
+    assert rc == 0, err
+    got = read_selection(tmp_path / "s.csv")
+    assert got.params["proposal_power"] == 3.0 and got.params["design"] == "sensitivity"
+    rc, _, err = run_cli("sample", run, "--losses", answers, "-s", S, "--surrogate", g,
+                         "--proposal-power", 0, "--out", tmp_path / "x.csv")
+    assert rc == 2 and "--proposal-power" in err
+    rc, _, err = run_cli("sample", run, "--losses", answers, "-s", S, "--proposal-power", 2,
+                         "--out", tmp_path / "x.csv")
+    assert rc != 0 and "needs surrogate=" in err

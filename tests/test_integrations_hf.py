@@ -77,8 +77,16 @@ def test_select_rows_by_hand():
     ds = datasets.Dataset.from_dict({"x": [10, 11, 12, 13, 14, 15]})
     sel = Selection(indices=[4, 1, 4, 4], weights=[1.0, 3.0, 1.0, 1.0],
                     probabilities=[0.1] * 4, n=6, replace=True)
-    sub = select_rows(ds, sel)
+    sub = select_rows(ds, sel, power=1.0, normalize=False)
     assert sub.to_dict() == {"x": [11, 14], "weight": [3.0, 3.0], "pool_index": [1, 4]}
+    # the default: the queried rows not drawn too, weight 1; tempered weights of mean 1
+    sel2 = Selection(indices=[4, 1, 4, 4], weights=[1.0, 8.0, 1.0, 1.0],
+                     probabilities=[0.1] * 4, n=6, replace=True, query_indices=[0, 4],
+                     query_losses=[0.5, 0.5])
+    sub = select_rows(ds, sel2)
+    root = np.sqrt([8.0, 3.0])
+    assert sub["pool_index"][:] == [1, 4, 0]
+    np.testing.assert_allclose(sub["weight"][:], np.r_[2 * root / root.sum(), 1.0])
     sub = select_rows(ds, sel, normalize=True, index_column=None, weights_column="w")
     assert sub.to_dict() == {"x": [11, 14], "w": [1.0, 1.0]}
     assert select_rows(ds, sel, weights_column=None, index_column=None).column_names == ["x"]
@@ -92,11 +100,14 @@ def test_sensitivity_select_matches_the_core(pool):
                                 seed=3)
     np.testing.assert_array_equal(sel.indices, ref.indices)
     np.testing.assert_allclose(sel.weights, ref.weights)
-    uniq, w = sel.unique()
+    uniq, w = sel.training_weights()
     assert sub["pool_index"][:] == uniq.tolist()
     np.testing.assert_allclose(sub["weight"][:], w)
+    assert set(uniq.tolist()) == set(sel.all_labelled()[0].tolist())
     # the rows are the pool's rows
     assert sub["text"][:] == [f"row {i}" for i in uniq]
-    # the weighted loss of the subset is the selection's estimate of the total
+    # with the sample weights as drawn, the weighted loss of the subset is the selection's
+    # estimate of the total
     est = sel.estimate_total(loss[sel.indices]).value
-    np.testing.assert_allclose(np.dot(sub["weight"][:], loss[uniq]), est)
+    raw = select_rows(ds, sel, power=1.0, normalize=False, include_queries=False)
+    np.testing.assert_allclose(np.dot(raw["weight"][:], loss[raw["pool_index"][:]]), est)

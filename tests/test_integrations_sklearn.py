@@ -24,7 +24,7 @@ def _sel(indices, weights, n, queries=None, replace=True):
 
 def test_repeats_are_summed_and_normalised():
     sel = _sel([7, 2, 7, 7], [1.0, 3.0, 1.0, 1.0], n=10)
-    rows, w = selection_weights(sel, normalize=False)
+    rows, w = selection_weights(sel, normalize=False, power=1.0)
     np.testing.assert_array_equal(rows, [2, 7])
     np.testing.assert_allclose(w, [3.0, 3.0])
     rows, w = selection_weights(sel)
@@ -35,9 +35,28 @@ def test_repeats_are_summed_and_normalised():
 
 def test_queries_added_with_unit_weight():
     sel = _sel([5, 1], [4.0, 12.0], n=10, queries=[1, 3, 8])
-    rows, w = selection_weights(sel, include_queries=True)
+    rows, w = selection_weights(sel, power=1.0)
     np.testing.assert_array_equal(rows, [1, 5, 3, 8])
     np.testing.assert_allclose(w, [1.5, 0.5, 1.0, 1.0])
+    rows, w = selection_weights(sel, include_queries=False, power=1.0)
+    np.testing.assert_array_equal(rows, [1, 5])
+
+
+def test_default_weights_are_tempered():
+    # the default of every integration: w ** TRAINING_WEIGHT_POWER over its mean
+    from coreselect.selection import TRAINING_WEIGHT_POWER
+
+    assert TRAINING_WEIGHT_POWER == 0.5
+    sel = _sel([5, 1], [4.0, 12.0], n=10, queries=[1, 3, 8])
+    rows, w = selection_weights(sel)
+    np.testing.assert_array_equal(rows, [1, 5, 3, 8])
+    root = np.sqrt([12.0, 4.0])
+    np.testing.assert_allclose(w, np.r_[2 * root / root.sum(), 1.0, 1.0])
+    np.testing.assert_allclose(selection_weights(sel, power=0.0)[1], np.ones(4))
+    with pytest.raises(ValueError, match="power"):
+        selection_weights(sel, power=1.5)
+    with pytest.raises(TypeError, match="include_queries"):
+        selection_weights(sel, include_queries="yes")
 
 
 def test_weighted_fit_equals_fit_on_repeated_rows():
@@ -46,7 +65,7 @@ def test_weighted_fit_equals_fit_on_repeated_rows():
     X = rng.normal(size=(30, 3))
     y = X @ [1.0, -2.0, 0.5] + rng.normal(0, 0.5, 30)
     sel = _sel([4, 9, 9, 17, 21, 21, 21, 25], np.ones(8), n=30)
-    got = fit_selection(LinearRegression(), X, y, sel, normalize=False)
+    got = fit_selection(LinearRegression(), X, y, sel, normalize=False, power=1.0)
     rep = LinearRegression().fit(X[sel.indices], y[sel.indices])
     np.testing.assert_allclose(got.coef_, rep.coef_, atol=1e-10)
     np.testing.assert_allclose(got.intercept_, rep.intercept_, atol=1e-10)

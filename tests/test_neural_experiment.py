@@ -163,7 +163,7 @@ def test_load_data_normalize(mnist_dir):
 
 
 # ------------------------------------------------------------------------------ rounds
-ROUND_METHODS = "uniform,cluster_margin,loss"
+ROUND_METHODS = "uniform,cluster_margin,loss,scores"
 
 
 def _run_rounds(out, mnist_dir, *extra):
@@ -188,7 +188,7 @@ def test_rounds_report_accuracy_per_round(rounds_reference):
     for (m, j), r in got.items():
         assert r["n_train"] == r["labels_asked"] == 12 + 16 * j and r["rounds"] == 3
         assert 0.0 <= r["accuracy"] <= 1.0
-        assert r["n_centers"] == (4 if m == "loss" else 0)
+        assert r["n_centers"] == (4 if m in ("loss", "scores") else 0)
     md = (out / "neural_mnist.md").read_text()
     assert "| round | labelled |" in md and "| Cluster-Margin | 3 | 60 |" in md
     import json
@@ -237,8 +237,8 @@ def test_rounds_resume_after_a_failure_without_asking_twice(tmp_path, mnist_dir,
     n_asked = len(asked)
     assert n_asked == 12 + 16 * (2 if where == "train" else 1)
     rows = _run_rounds(tmp_path, mnist_dir, "--resume")
-    # every label of the three trajectories asked exactly once over both runs
-    assert len(asked) == 3 * 60 > n_asked
+    # every label of the trajectories asked exactly once over both runs
+    assert len(asked) == len(ROUND_METHODS.split(",")) * 60 > n_asked
     key = lambda r: (r["method"], r["round"])  # noqa: E731
     assert sorted(map(key, rows)) == sorted(map(key, reference))
     want = {key(r): r["accuracy"] for r in reference}

@@ -195,8 +195,12 @@ def test_weighted_subset_from_selection():
     assert sub.indices.tolist() == [2, 5, 0, 7]
     np.testing.assert_allclose(sub.weights.numpy(), [1.0, 1.0, 1.0, 1.0])
     sel2 = Selection(indices=[2, 5], weights=[3.0, 1.0], probabilities=[0.1, 0.1], n=10)
-    sub2 = ct.WeightedSubset.from_selection(ds, sel2)
+    sub2 = ct.WeightedSubset.from_selection(ds, sel2, power=1.0)
     np.testing.assert_allclose(sub2.weights.numpy(), [1.5, 0.5])
+    # the default: tempered weights w ** 0.5, mean 1
+    tempered = ct.WeightedSubset.from_selection(ds, sel2)
+    root = np.sqrt([3.0, 1.0])
+    np.testing.assert_allclose(tempered.weights.numpy(), 2 * root / root.sum(), rtol=1e-6)
     plain = ct.WeightedSubset.from_selection(ds, sel2, weighted=False)
     np.testing.assert_allclose(plain.weights.numpy(), [1.0, 1.0])
     with pytest.raises(ValueError, match="does not match len"):

@@ -6,6 +6,7 @@ what was expected and what came, in the manner of scikit-learn's ``check_array``
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Callable
 from typing import Any
@@ -29,6 +30,7 @@ __all__ = [
     "check_sample_weights",
     "check_probabilities",
     "check_surrogate",
+    "check_proposal_power",
     "check_finite_rows",
     "check_memory_limit",
     "check_mix",
@@ -375,6 +377,28 @@ def check_surrogate(surrogate: Any, n: int, *, name: str = "surrogate") -> np.nd
         raise ValueError(f"{name}: {arr[bad[0]]} at row {int(bad[0])}; predicted losses must be "
                          f">= 0 ({bad.size} negative in all).")
     return arr
+
+
+def check_proposal_power(proposal_power: Any, surrogate, design: str) -> float | None:
+    """``proposal_power``: None, or a finite real > 0 given with a surrogate and a design
+    that follows a per-row proposal ("auto" or "sensitivity")."""
+    if proposal_power is None:
+        return None
+    if (isinstance(proposal_power, (bool, np.bool_))
+            or not isinstance(proposal_power, numbers.Real)):
+        raise TypeError(f"proposal_power must be None or a real number > 0; got "
+                        f"{type(proposal_power).__name__} {proposal_power!r}.")
+    value = float(proposal_power)
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"proposal_power must be a finite number > 0; got {proposal_power!r}.")
+    if surrogate is None:
+        raise ValueError("proposal_power needs surrogate= (the per-row score it raises to "
+                         "that power); got surrogate=None.")
+    if design == "stratified":
+        raise ValueError("proposal_power needs design='auto' or 'sensitivity' (the "
+                         "stratified design draws uniformly inside the clusters); got "
+                         "design='stratified'.")
+    return value
 
 
 def check_probabilities(probs: Any, *, name: str = "probs", atol: float = 1e-4) -> np.ndarray:

@@ -10,9 +10,21 @@ from typing import Any
 
 import numpy as np
 
-from ._validation import check_losses
+from ._validation import check_fraction, check_losses
 
-__all__ = ["Selection", "Estimate"]
+__all__ = ["Selection", "Estimate", "TRAINING_WEIGHT_POWER"]
+
+# The power of the sample weights a model is trained with by default (Selection.training_weights
+# and the sklearn, torch and Hugging Face integrations, power=None): tempered weights, w ** 0.5
+# rescaled to mean 1, for a selection drawn by losses; no weights (0) for one whose draws were
+# concentrated on the model's scores on purpose (params["proposal_power"]). Chosen by
+# measurement (benchmarks/bench_training.py, docs/which-method.md): the full weights (1) were
+# never better than w ** 0.5 and up to 0.16 accuracy points worse; on a loss-drawn selection
+# w ** 0.5 was within the noise of no weights on every set measured and keeps part of the
+# weighting (which gained 0.39 points on a held-out text set); on a score-drawn one, w ** 0.5
+# cost 0.2 to 0.3 points on Fashion-MNIST against no weights (the weights undo the
+# concentration).
+TRAINING_WEIGHT_POWER = 0.5
 
 _ARRAY_FIELDS = (
     "indices",
@@ -235,6 +247,65 @@ class Selection:
         weights = np.zeros(allidx.shape[0])
         weights[np.searchsorted(allidx, uniq)] = w
         return allidx, weights
+
+    def training_weights(self, power: float | None = None, *,
+                         include_queries: bool = True, normalize: bool = True
+                         ) -> tuple[np.ndarray, np.ndarray]:
+        """The rows to train a model on and their weights.
+
+        The drawn rows (distinct, sorted) get their summed sample weights to the power
+        ``power``, rescaled to mean 1 over the drawn rows when ``normalize``; then, with
+        ``include_queries``, the queried rows that were not drawn (sorted), with weight 1:
+        their labels were paid for, though they carry no sample weight.
+
+        Parameters
+        ----------
+        power : float in [0, 1] or None, default=None
+            1: the sample weights themselves (the weighted loss estimates the pool's); 0: no
+            weights (every row 1); 0.5: tempered. None, the measured default (see
+            ``docs/which-method.md``): 0 when the draws followed the model's scores on
+            purpose (``params["proposal_power"]``: weighting would undo that), otherwise
+            ``TRAINING_WEIGHT_POWER`` (0.5).
+        include_queries : bool, default=True
+            Also return the queried rows that were not drawn.
+        normalize : bool, default=True
+            Rescale the drawn rows' weights to mean 1, so that a regularisation strength or
+            a learning rate means what it means without weights. Without it (and with
+            ``power=1``) the weights sum to about ``n``.
+
+        Returns
+        -------
+        rows : ndarray of int64, shape (m,)
+        weights : ndarray of float64, shape (m,)
+
+        Examples
+        --------
+        >>> sel = Selection(indices=[4, 1, 4], weights=[1.0, 8.0, 1.0],
+        ...                 probabilities=[0.2, 0.2, 0.2], n=6, replace=True,
+        ...                 query_indices=[0, 4], query_losses=[0.1, 0.2])
+        >>> rows, w = sel.training_weights()
+        >>> rows.tolist(), w.round(4).tolist()
+        ([1, 4, 0], [1.3333, 0.6667, 1.0])
+        >>> sel.training_weights(1.0, include_queries=False, normalize=False)[1].tolist()
+        [8.0, 2.0]
+        """
+        if power is None:
+            power = 0.0 if self.params.get("proposal_power") else TRAINING_WEIGHT_POWER
+        power = check_fraction(power, "power")
+        if not isinstance(include_queries, (bool, np.bool_)):
+            raise TypeError(f"include_queries must be True or False; got {include_queries!r}.")
+        uniq, w = self.unique()
+        w = np.asarray(w, dtype=np.float64)
+        if power != 1.0:
+            w = np.ones_like(w) if power == 0.0 else w ** power
+        if normalize and w.sum() > 0:
+            w = w * (w.shape[0] / w.sum())
+        uniq = uniq.astype(np.int64, copy=False)
+        if include_queries:
+            rest = np.setdiff1d(self.query_indices, uniq).astype(np.int64, copy=False)
+            uniq = np.concatenate([uniq, rest])
+            w = np.concatenate([w, np.ones(rest.shape[0])])
+        return uniq, w
 
     # -------------------------------------------------------------- estimates
     def _sample_losses(self, losses: Any) -> np.ndarray:

@@ -588,7 +588,8 @@ def sample_selection(rows, *, query_indices: np.ndarray, query_losses: np.ndarra
                      holder_quantile: float = 0.9, theorem: str = "Theorem 5",
                      exclude: np.ndarray | None = None,
                      design: str = "sensitivity", surrogate: np.ndarray | None = None,
-                     queries: str = "centers") -> Selection:
+                     queries: str = "centers",
+                     proposal_power: float | None = None) -> Selection:
     """Draw the weighted sample of a fitted pool and build its :class:`Selection`.
 
     Rows in ``exclude`` (e.g. rows already labelled) are never drawn: the sample and its
@@ -651,6 +652,15 @@ def sample_selection(rows, *, query_indices: np.ndarray, query_losses: np.ndarra
     queries : {"centers", "random"}, default="centers"
         What the queried rows are: the clustering's centers (Algorithm 1) or one uniformly
         random member of each cluster (:func:`draw_members`).
+    proposal_power : float > 0, optional
+        With ``surrogate``: the proposal's mass per row is ``surrogate ** proposal_power``
+        as given (no calibration, no floor; ``+ lam v(e)``), which concentrates the draws
+        on the rows the surrogate ranks highest: a training set rather than the
+        lowest-variance estimate. ``"auto"`` then takes the "sensitivity" design (the
+        only one that follows a per-row proposal); "stratified" is refused. The weights
+        stay unbiased for every row with a positive mass; the calibration and the control
+        variate are as without it. None (default): the calibrated spread above. Validated
+        by the caller (:func:`coreselect._validation.check_proposal_power`).
 
     Returns
     -------
@@ -664,15 +674,21 @@ def sample_selection(rows, *, query_indices: np.ndarray, query_losses: np.ndarra
     members = queries == "random"
     user_out = (np.empty(0, dtype=np.int64) if exclude is None
                 else np.asarray(exclude, dtype=np.int64))
-    fit = ghat = spread = None
+    fit = ghat = spread = mass = None
     if surrogate is not None:
         from .surrogates import calibrate_surrogate
 
         surrogate = np.asarray(surrogate, dtype=np.float64)
         fit = calibrate_surrogate(surrogate[query_indices], losses, weights=sizes)
         ghat, spread = fit.predict(surrogate), fit.spread(surrogate)
+        if proposal_power is not None:
+            mass = surrogate ** float(proposal_power)
     design_rule = "given"
-    if design == "auto":
+    if design == "auto" and mass is not None:
+        design, design_rule = "sensitivity", (
+            f"auto: proposal_power={float(proposal_power):g} asks for draws in proportion "
+            "to the surrogate to that power, which only the per-row proposal follows")
+    elif design == "auto":
         predicted = None
         if surrogate is not None:
             predicted = _predicted_variances(rows, spread, size=size, lam=lam, mix=mix,
@@ -697,8 +713,17 @@ def sample_selection(rows, *, query_indices: np.ndarray, query_losses: np.ndarra
     if design == "stratified":
         sel_parts = _stratified_draw(rows, mix=mix, **common)
     else:
+        if mass is not None:
+            common["spread"] = mass
+            if lam == "auto" and lam_rule is None:
+                lam, lam_rule = 0.0, ("auto with proposal_power: 0, each row has its own "
+                                      "mass (the surrogate to that power)")
         sel_parts = _sensitivity_draw(rows, lam=lam, replace=replace, mix=mix,
                                       lam_rule=lam_rule, **common)
+        if mass is not None:
+            sel_parts[1]["proposal"] = (f"surrogate ** {float(proposal_power):g} per row "
+                                        "+ lam v")
+            sel_parts[1]["proposal_power"] = float(proposal_power)
     sel_kwargs, out_params, diagnostics = sel_parts
     out_params["design_rule"] = design_rule
     out_params["queries"] = queries

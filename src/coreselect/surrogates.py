@@ -15,6 +15,12 @@ under its own class probabilities ``p`` the expected cross-entropy is the entrop
   power), so it is never much worse than ignoring the surrogate (``beta = 0``).
 
 The weights stay unbiased whatever the surrogate: a poor one costs precision, not validity.
+
+For choosing a *training set* rather than estimating, ``proposal_power=`` draws the rows in
+proportion to the surrogate itself to that power (no calibration, no floor), which puts the
+labels where the model is unsure; :func:`margin_uncertainty` is the score that measured best
+for that (``coreselect.baselines.get_strategy("sensitivity")`` with ``probs=`` uses it with
+``TRAINING_PROPOSAL_POWER``; see ``docs/which-method.md``).
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from ._validation import check_probabilities
 __all__ = [
     "expected_cross_entropy",
     "expected_zero_one",
+    "margin_uncertainty",
+    "TRAINING_PROPOSAL_POWER",
     "CALIBRATION_MIN_ROWS",
     "SPREAD_FLOOR",
     "SurrogateFit",
@@ -68,6 +76,29 @@ def expected_zero_one(probs) -> np.ndarray:
 
 
 # Fewer queried rows than this: the surrogate's scale is fitted, its shape trusted.
+def margin_uncertainty(probs) -> np.ndarray:
+    """``1 - (p_(1) - p_(2))`` per row: one minus the gap between the two largest class
+    probabilities, in [0, 1] (1 when the model cannot tell its two best classes apart).
+
+    A score, not a loss: it ranks the rows as margin sampling does. Raised to
+    ``TRAINING_PROPOSAL_POWER`` it is the proposal of the registry's score-aware
+    sensitivity strategy.
+
+    Examples
+    --------
+    >>> margin_uncertainty([[0.7, 0.2, 0.1], [0.4, 0.35, 0.25]]).round(2).tolist()
+    [0.5, 0.95]
+    """
+    p = check_probabilities(probs)  # at least 2 classes
+    top2 = np.partition(p, p.shape[1] - 2, axis=1)[:, -2:]
+    return np.clip(1.0 - (top2[:, 1] - top2[:, 0]), 0.0, 1.0)
+
+
+# The power of the score in the proposal of a training-set selection (the registry's
+# sensitivity strategy with probs=): chosen by measurement in benchmarks/bench_training.py
+# among 2, 4, 6 and 8 (docs/which-method.md).
+TRAINING_PROPOSAL_POWER = 4.0
+
 CALIBRATION_MIN_ROWS = 30
 # The proposal's floor, as a share of the mean predicted loss: rows the model is sure of
 # keep a chance to be drawn (a confidently wrong row must not get a huge weight).

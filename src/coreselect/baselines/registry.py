@@ -201,19 +201,25 @@ def _make(name: str) -> Callable[..., Selection]:
 
 
 # options of the sample step (the rest configure the fit)
-_SAMPLE_OPTIONS = ("lam", "replace", "mix", "design", "surrogate")
+_SAMPLE_OPTIONS = ("lam", "replace", "mix", "design", "surrogate", "proposal_power")
 _ORACLE_OPTIONS = ("batch_size", "cache", "progress")
 
 
 def _sensitivity(size, X, probs, oracle, labelled, seed, options) -> Selection:
     """size new labels in all: the k queried rows and size - k distinct rows drawn, none of
     them labelled already; k is what the fit placed (fewer than n_clusters on a pool with
-    fewer distinct rows). With ``probs``, the model's expected cross-entropy is the
-    surrogate (unless ``surrogate=`` is given)."""
+    fewer distinct rows). With ``probs`` and no ``surrogate=``: a training set, drawn in
+    proportion to ``margin_uncertainty(probs) ** TRAINING_PROPOSAL_POWER`` (the measured
+    best, ``docs/which-method.md``); ``proposal_power=None`` instead draws by the
+    calibrated expected cross-entropy (the lowest-variance estimate of the loss)."""
     from .._validation import check_random_state
     from ..oracle import ask_oracle
     from ..sampler import SensitivitySampler
-    from ..surrogates import expected_cross_entropy
+    from ..surrogates import (
+        TRAINING_PROPOSAL_POWER,
+        expected_cross_entropy,
+        margin_uncertainty,
+    )
 
     size = int(size)
     options = dict(options)
@@ -226,7 +232,10 @@ def _sensitivity(size, X, probs, oracle, labelled, seed, options) -> Selection:
     draw = {k: options.pop(k) for k in _SAMPLE_OPTIONS if k in options}
     ask = {k: options.pop(k) for k in _ORACLE_OPTIONS if k in options}
     if draw.get("surrogate") is None and probs is not None:
-        draw["surrogate"] = expected_cross_entropy(probs)
+        if "proposal_power" not in draw:
+            draw["proposal_power"] = TRAINING_PROPOSAL_POWER
+        draw["surrogate"] = (expected_cross_entropy(probs) if draw["proposal_power"] is None
+                             else margin_uncertainty(probs))
     rng = check_random_state(seed)
     sampler = SensitivitySampler(n_clusters, seed=rng, design=draw.get("design", "auto"),
                                  progress=ask.get("progress", False), **options)

@@ -46,13 +46,15 @@ def _progress(args) -> bool:
 
 
 def _mix(args) -> dict:
-    """``mix``, ``design`` and ``surrogate`` only when asked for (the defaults are the
-    API's: for ``sample``, the plan's design)."""
+    """``mix``, ``design``, ``surrogate`` and ``proposal_power`` only when asked for (the
+    defaults are the API's: for ``sample``, the plan's design)."""
     options = {"mix": args.mix} if args.mix else {}
     if args.design is not None:
         options["design"] = args.design
     if getattr(args, "surrogate", None):
         options["surrogate"] = _load_surrogate(args.surrogate)
+    if getattr(args, "proposal_power", None) is not None:
+        options["proposal_power"] = args.proposal_power
     return options
 
 

@@ -35,6 +35,8 @@ _positive_int = number(int, lambda v: v >= 1, "a positive integer")
 _seed = number(int, lambda v: v >= 0, "a non-negative integer")
 _fraction = number(float, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
 _z = number(float, lambda v: bool(np.isfinite(v)) and v >= 1, "a number >= 1")
+_positive_float = number(float, lambda v: bool(np.isfinite(v)) and v > 0,
+                        "a finite number > 0")
 _nonneg = number(float, lambda v: bool(np.isfinite(v)) and v >= 0,
                  "'auto' or a finite number >= 0")
 
@@ -119,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--surrogate", metavar="FILE", default=None,
                    help="a .npy file of n predicted losses >= 0, one per row (e.g. the "
                         "model's expected cross-entropy): per-row proposal and control variate")
+    g.add_argument("--proposal-power", type=_positive_float, default=None, metavar="P",
+                   help="with --surrogate: draw in proportion to the surrogate to the power P "
+                        "(a training set: e.g. a margin score with P = 4); default: the "
+                        "calibrated proposal that minimises the estimate's variance")
 
     emb = argparse.ArgumentParser(add_help=False)
     _embedding_options(emb)

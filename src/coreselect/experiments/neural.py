@@ -14,7 +14,11 @@ the squared last-layer gradient norm at the k'' snapped centers, then k - k' - k
 without replacement with p ~ l(A(e)) + lam ||e - A(e)||^2; the centers are labelled too);
 ``badge`` (Ash et al. 2020) and ``cluster_margin`` (Citovsky et al. 2021: the 10 x size
 lowest-margin rows, round-robin over a k-means clustering of the embeddings, smallest cluster
-first), from the registry with the rows labelled so far as ``labelled``.
+first), from the registry with the rows labelled so far as ``labelled``; ``scores``
+(score-aware sensitivity sampling: the registry's ``sensitivity`` strategy with the warm
+model's ``probs``: k'' clusters of the embeddings, the loss at one random row of each, then
+draws in proportion to ``margin_uncertainty(probs) ** 4``; trained without weights, the
+library's default for such a selection).
 
 Outputs (in ``--out``): ``neural_<dataset>.csv`` (one row per budget, repetition, method and
 round, with seeds and times), ``neural_<dataset>_summary.csv`` and ``_summary.json``,
@@ -60,7 +64,7 @@ __all__ = ["main", "run", "summarize", "PAPER_K2000", "METHODS"]
 logger = logging.getLogger(__name__)
 
 METHODS = ("uniform", "kcenter", "margin", "least_confidence", "entropy", "loss", "grad",
-           "badge", "cluster_margin")
+           "badge", "cluster_margin", "scores")
 
 # The paper's table (Figure 2b): mean test accuracy at k = 2,000.
 PAPER_K2000 = {
@@ -73,6 +77,7 @@ _LABELS = {
     "least_confidence": "least confidence", "entropy": "entropy",
     "loss": "loss-based Alg. 1", "grad": "gradient-based Alg. 1",
     "badge": "BADGE", "cluster_margin": "Cluster-Margin",
+    "scores": "sensitivity + scores",
 }
 _UNCERTAINTY = ("margin", "least_confidence", "entropy")
 _GRAY_STATS = {"mnist": (0.1307, 0.3081), "fashion-mnist": (0.2860, 0.3530),
@@ -206,6 +211,12 @@ def _select(method, *, E, probs, rest, labelled, m, n_centers, oracles, lam, rng
         sel = baselines.get_strategy(method)(m, X=E, probs=probs, labelled=labelled, seed=rng,
                                              **options)
         return sel.indices, None, rest.shape[0], 0
+    if method == "scores":
+        sel = baselines.get_strategy("sensitivity")(
+            m, X=E, probs=probs, oracle=oracles["loss"], labelled=labelled,
+            n_clusters=n_centers, seed=rng, **fit)
+        idx = np.concatenate([sel.indices, sel.query_indices])
+        return idx, None, rest.shape[0] + sel.n_queries, sel.n_queries
     if method in ("loss", "grad"):
         oracle = oracles[method]
         sel = sensitivity_select(E[rest], lambda i: oracle(rest[i]), n_centers,
@@ -312,8 +323,9 @@ def run(dataset: str, budgets, reps: int, methods, *, seed: int = 0, data_dir=No
         n = len(train_ds)
         model_name = "cnn" if dataset == "cifar10" else "mlp"
         lay = None if layer == "penultimate" else layer
-        needs_embed = {"kcenter", "loss", "grad", "badge", "cluster_margin"}
-        needs_probs = {"margin", "least_confidence", "entropy", "badge", "cluster_margin"}
+        needs_embed = {"kcenter", "loss", "grad", "badge", "cluster_margin", "scores"}
+        needs_probs = {"margin", "least_confidence", "entropy", "badge", "cluster_margin",
+                       "scores"}
         rows = []
         todo = [(k, r) for k in budgets for r in range(reps) if (k, r) not in (done or set())]
         bar = Progress(len(todo) * len(methods) * rounds, f"neural {dataset}",
@@ -398,9 +410,10 @@ def run(dataset: str, budgets, reps: int, methods, *, seed: int = 0, data_dir=No
                     rest = np.setdiff1d(np.arange(n), labelled)
                     oracles = {"loss": ct.loss_oracle(base, train_ds),
                                "grad": ct.grad_norm_oracle(base, train_ds)}
-                    if method in oracles:  # a center's loss needs its label: ask it first
-                        raw = oracles[method]
-                        oracles[method] = lambda i, raw=raw, ask=ask: (ask(i), raw(i))[1]
+                    key = "loss" if method == "scores" else method
+                    if key in oracles:  # a center's loss needs its label: ask it first
+                        raw = oracles[key]
+                        oracles[key] = lambda i, raw=raw, ask=ask: (ask(i), raw(i))[1]
                     t0 = time.perf_counter()
                     idx, w, queries, n_c = _select(
                         method, E=E, probs=probs, rest=rest, labelled=labelled, m=sizes[j],

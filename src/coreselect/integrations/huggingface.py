@@ -82,8 +82,15 @@ def dataset_embeddings(dataset, column: str = "embeddings") -> np.ndarray:
 
 
 def select_rows(dataset, selection: Selection, *, weights_column: str | None = "weight",
-                index_column: str | None = "pool_index", normalize: bool = False):
-    """``dataset.select(indices)`` of a selection's distinct rows, with their weights.
+                index_column: str | None = "pool_index", normalize: bool = True,
+                power: float | None = None, include_queries: bool = True):
+    """``dataset.select(indices)`` of the rows a selection paid for, with training weights.
+
+    :meth:`coreselect.Selection.training_weights`, the default of every integration: the
+    drawn rows get their sample weights to the power ``power``, rescaled to mean 1; the
+    queried rows that were not drawn get weight 1. ``power=1, normalize=False,
+    include_queries=False`` gives the sample's own rows and weights, whose weighted sum of
+    losses estimates the pool's total loss.
 
     Parameters
     ----------
@@ -91,18 +98,24 @@ def select_rows(dataset, selection: Selection, *, weights_column: str | None = "
         The pool the selection was drawn from (``len(dataset) == selection.n``).
     selection : Selection
     weights_column : str or None, default="weight"
-        Name of the column that gets each row's sample weight (summed over repeated draws),
-        or None for none.
+        Name of the column that gets each row's training weight (from the sample weights
+        summed over repeated draws), or None for none.
     index_column : str or None, default="pool_index"
         Name of the column that gets each row's index in the pool, or None for none.
-    normalize : bool, default=False
-        Rescale the weights to mean 1 (the scale of an unweighted mean loss). As drawn they
-        sum to about ``n``, and ``sum(weight * loss)`` estimates the pool's total loss.
+    normalize : bool, default=True
+        Rescale the drawn rows' weights to mean 1 (the scale of an unweighted mean loss).
+        As drawn they sum to about ``n``, and ``sum(weight * loss)`` estimates the pool's
+        total loss.
+    power : float in [0, 1] or None, default=None
+        The power of the sample weights (1: as drawn; 0: none; 0.5: tempered; None: the
+        measured default, 0.5 or 0 for a selection drawn by the model's scores).
+    include_queries : bool, default=True
+        Also the queried rows that were not drawn (their labels were paid for), weight 1.
 
     Returns
     -------
     datasets.Dataset
-        The selected rows, sorted by pool index.
+        The drawn rows sorted by pool index, then the queried rows not drawn.
 
     Examples
     --------
@@ -111,9 +124,10 @@ def select_rows(dataset, selection: Selection, *, weights_column: str | None = "
     >>> ds = datasets.Dataset.from_dict({"text": list("abcde")})
     >>> sel = Selection(indices=[3, 0, 3], weights=[1.0, 2.0, 1.0],
     ...                 probabilities=[0.3, 0.3, 0.3], n=5, replace=True)
-    >>> sub = select_rows(ds, sel)
-    >>> sub.to_dict()
+    >>> select_rows(ds, sel, power=1.0, normalize=False).to_dict()
     {'text': ['a', 'd'], 'weight': [2.0, 2.0], 'pool_index': [0, 3]}
+    >>> select_rows(ds, sel).to_dict()
+    {'text': ['a', 'd'], 'weight': [1.0, 1.0], 'pool_index': [0, 3]}
     """
     _check_dataset(dataset)
     if not isinstance(selection, Selection):
@@ -125,9 +139,8 @@ def select_rows(dataset, selection: Selection, *, weights_column: str | None = "
     for col in (weights_column, index_column):
         if col is not None and col in dataset.column_names:
             raise ValueError(f"the dataset already has a column {col!r}; pick another name.")
-    uniq, w = selection.unique()
-    if normalize and w.sum() > 0:
-        w = w * (w.shape[0] / w.sum())
+    uniq, w = selection.training_weights(power, include_queries=include_queries,
+                                         normalize=normalize)
     out = dataset.select(uniq)
     if weights_column is not None:
         out = out.add_column(weights_column, w.tolist())
@@ -139,7 +152,8 @@ def select_rows(dataset, selection: Selection, *, weights_column: str | None = "
 def sensitivity_select(dataset, oracle: Callable, size: int, *, n_clusters: int,
                        embeddings_column: str = "embeddings",
                        weights_column: str | None = "weight",
-                       index_column: str | None = "pool_index", normalize: bool = False,
+                       index_column: str | None = "pool_index", normalize: bool = True,
+                       power: float | None = None, include_queries: bool = True,
                        seed=None, **kwargs):
     """Sensitivity sampling over a ``Dataset``: the selected rows with a weights column.
 
@@ -157,7 +171,7 @@ def sensitivity_select(dataset, oracle: Callable, size: int, *, n_clusters: int,
     n_clusters : int
         Centers whose loss the oracle gives first.
     embeddings_column : str, default="embeddings"
-    weights_column, index_column, normalize
+    weights_column, index_column, normalize, power, include_queries
         As in :func:`select_rows`.
     seed : None, int or numpy.random.Generator
     **kwargs
@@ -178,12 +192,13 @@ def sensitivity_select(dataset, oracle: Callable, size: int, *, n_clusters: int,
     >>> sub, sel = sensitivity_select(ds, loss.__getitem__, 20, n_clusters=5, seed=0)
     >>> sub.column_names
     ['embeddings', 'weight', 'pool_index']
-    >>> len(sub) == len(set(sel.indices.tolist()))
+    >>> len(sub) == sel.all_labelled()[0].shape[0]  # the draws and the queried centers
     True
     """
     _check_dataset(dataset)
     X = dataset_embeddings(dataset, embeddings_column)
     selection = sensitivity_sample(X, oracle, size, n_clusters=n_clusters, seed=seed, **kwargs)
     subset = select_rows(dataset, selection, weights_column=weights_column,
-                         index_column=index_column, normalize=normalize)
+                         index_column=index_column, normalize=normalize, power=power,
+                         include_queries=include_queries)
     return subset, selection

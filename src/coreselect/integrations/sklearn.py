@@ -3,7 +3,10 @@
 A selection's weights make the weighted loss over the selected rows an unbiased estimate of
 the loss over the whole pool; scikit-learn takes them as ``sample_weight``.
 :func:`selection_weights` turns a selection into the rows to fit on and their
-``sample_weight``; :func:`fit_selection` does the fit.
+``sample_weight`` (:meth:`coreselect.Selection.training_weights`, the default of every
+integration: the tempered weights ``w ** 0.5`` rescaled to mean 1, no weights for a selection
+drawn by the model's scores, and the queried rows that were not drawn with weight 1);
+:func:`fit_selection` does the fit.
 
 There is no ``Pipeline`` step that selects: a scikit-learn pipeline step transforms ``X`` and
 cannot drop rows of ``X`` and ``y``. Put the selection before the pipeline and pass the
@@ -25,11 +28,12 @@ __all__ = ["selection_weights", "fit_selection"]
 logger = logging.getLogger(__name__)
 
 
-def selection_weights(selection, *, normalize: bool = True,
-                      include_queries: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct rows of a selection and their ``sample_weight``.
+def selection_weights(selection, *, normalize: bool = True, include_queries: bool = True,
+                      power: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of a selection to fit on and their ``sample_weight``.
 
-    Rows drawn more than once get the sum of their draws' weights, so the weighted loss is
+    :meth:`coreselect.Selection.training_weights`: rows drawn more than once get the sum of
+    their draws' weights (to the power ``power``), so with ``power=1`` the weighted loss is
     the same as over the draws.
 
     Parameters
@@ -40,14 +44,18 @@ def selection_weights(selection, *, normalize: bool = True,
         Rescale the weights of the drawn rows to mean 1. The weights as drawn sum to about
         the pool size ``n``; a mean of 1 keeps the scale of the unweighted loss, so a
         regularisation strength (``C``, ``alpha``) means what it means without weights.
-    include_queries : bool, default=False
+    include_queries : bool, default=True
         Also return the queried centers that were not drawn (their label was paid for),
         with weight 1 (the mean weight after normalisation).
+    power : float in [0, 1] or None, default=None
+        The power of the sample weights: 1 the weights as drawn, 0 none, 0.5 tempered. None:
+        the measured default of :meth:`~coreselect.Selection.training_weights` (0.5, or 0
+        for a selection drawn by the model's scores; ``docs/which-method.md``).
 
     Returns
     -------
     indices : ndarray of int64, shape (m,)
-        Rows of the pool, sorted (drawn rows first when ``include_queries``).
+        Rows of the pool: the drawn rows sorted, then the queried rows not drawn, sorted.
     sample_weight : ndarray of float64, shape (m,)
 
     Examples
@@ -57,17 +65,11 @@ def selection_weights(selection, *, normalize: bool = True,
     ...                 probabilities=[0.2, 0.2, 0.2], n=6, replace=True)
     >>> selection_weights(sel)
     (array([1, 4]), array([1., 1.]))
-    >>> selection_weights(sel, normalize=False)
+    >>> selection_weights(sel, normalize=False, power=1.0)
     (array([1, 4]), array([2., 2.]))
     """
-    uniq, w = selection.unique()
-    if normalize and w.sum() > 0:
-        w = w * (w.shape[0] / w.sum())
-    if include_queries:
-        rest = np.setdiff1d(selection.query_indices, uniq)
-        uniq = np.concatenate([uniq, rest])
-        w = np.concatenate([w, np.ones(rest.shape[0])])
-    return uniq.astype(np.int64, copy=False), np.asarray(w, dtype=np.float64)
+    return selection.training_weights(power, include_queries=include_queries,
+                                      normalize=normalize)
 
 
 def _take(data: Any, rows: np.ndarray) -> Any:
@@ -80,7 +82,8 @@ def _take(data: Any, rows: np.ndarray) -> Any:
 
 
 def fit_selection(estimator, X, y, selection, *, normalize: bool = True,
-                  include_queries: bool = False, weighted: bool = True,
+                  include_queries: bool = True, weighted: bool = True,
+                  power: float | None = None,
                   weight_param: str = "sample_weight", **fit_params):
     """Fit a scikit-learn estimator (or pipeline) on the selected rows with their weights.
 
@@ -94,10 +97,10 @@ def fit_selection(estimator, X, y, selection, *, normalize: bool = True,
         Labels of the pool; only the selected rows' are read, so the others may be missing
         (e.g. NaN or -1).
     selection : Selection
-    normalize, include_queries : bool
+    normalize, include_queries, power
         As in :func:`selection_weights`.
     weighted : bool, default=True
-        False fits on the same rows without weights, for comparison.
+        False fits on the same rows without weights (the same as ``power=0``).
     weight_param : str, default="sample_weight"
         The fit parameter that takes the weights; for a ``Pipeline`` whose last step is
         called ``model``, ``"model__sample_weight"``.
@@ -122,7 +125,7 @@ def fit_selection(estimator, X, y, selection, *, normalize: bool = True,
     (3.0, 1.0)
     """
     rows, w = selection_weights(selection, normalize=normalize,
-                                include_queries=include_queries)
+                                include_queries=include_queries, power=power)
     n_rows = X.shape[0] if hasattr(X, "shape") else len(X)
     if n_rows != selection.n:
         raise ValueError(f"X must have selection.n={selection.n} rows; got {n_rows}.")

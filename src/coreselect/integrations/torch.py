@@ -136,22 +136,25 @@ class WeightedSubset(torch.utils.data.Dataset):
 
     @classmethod
     def from_selection(cls, dataset, selection, *, extra_indices=None, weighted: bool = True,
-                       normalize: bool = True) -> WeightedSubset:
+                       normalize: bool = True,
+                       power: float | None = None) -> WeightedSubset:
         """The rows a :class:`~coreselect.Selection` paid for, ready for training.
 
-        The drawn rows get their sample weights (summed over repeats), the queried centers
-        that were not drawn and ``extra_indices`` (e.g. a warm-start set, indices of
-        ``dataset``) get weight 1 (after normalisation of the drawn rows' weights to mean 1
-        when ``normalize``). ``weighted=False`` gives every row weight 1, for comparison.
-        ``selection.n`` must be ``len(dataset)``.
+        :meth:`coreselect.Selection.training_weights`: the drawn rows get their sample
+        weights (summed over repeats) to the power ``power`` (None: the measured default
+        of every integration, 0.5 or 0 for a selection drawn by the model's scores; 1 the
+        weights as drawn), rescaled to mean 1
+        when ``normalize``; the queried centers that were not drawn and ``extra_indices``
+        (e.g. a warm-start set, indices of ``dataset``) get weight 1. ``weighted=False``
+        gives every row weight 1 (the same as ``power=0``). ``selection.n`` must be
+        ``len(dataset)``.
         """
         if selection.n != len(dataset):
             raise ValueError(
                 f"selection.n={selection.n} does not match len(dataset)={len(dataset)}."
             )
-        uniq, w = selection.unique()
-        if normalize and w.sum() > 0:
-            w = w * (w.shape[0] / w.sum())
+        uniq, w = selection.training_weights(power if weighted else 0.0,
+                                             include_queries=False, normalize=normalize)
         rest = np.setdiff1d(selection.query_indices, uniq)
         if extra_indices is not None:
             extra = check_indices(extra_indices, len(dataset), name="extra_indices")
