@@ -53,9 +53,8 @@ class NumpyBackend:
     def nearest(x: np.ndarray, centers: CenterSet, scale: float):
         """Labels of the nearest centers of the (already rescaled) rows ``x``; distances are
         left to the kernel (None)."""
-        ct, cnorm = centers.scaled(scale)
+        ct2, cnorm = centers.scaled(scale)  # ct2 = -2 c.T
         x32 = np.asarray(x, dtype=np.float32)  # no copy for float32 input
-        block = np.matmul(x32, ct, out=centers.block_buffer(x32.shape[0]))
-        block *= -2.0
+        block = np.matmul(x32, ct2, out=centers.block_buffer(x32.shape[0]))
         block += cnorm
         return np.argmin(block, axis=1), None
