@@ -139,7 +139,8 @@ def test_demo_estimate_part_reaches_a_conclusion(capsys, tmp_path):
     truth = float(re.search(r"the truth \(every loss computed\)\s+([\d.]+)", out).group(1))
     rmse = {m.group(1).strip(): float(m.group(2)) for m in
             re.finditer(r"^ {2,4}(\S.*?)\s+(\d+\.\d+)%\s+\(random rows' error", out, re.M)}
-    assert len(rmse) == 5 and all(0 < v < 100 for v in rmse.values()), rmse
+    assert len(rmse) == 6 and all(0 < v < 100 for v in rmse.values()), rmse
+    assert "the library's default (design='auto')" in rmse
     ratio = rmse["random rows"] / rmse["sensitivity sampling, weighted sum"]
     said = ("beats random rows" if ratio > 1.1 else "does no better than random rows"
             if ratio > 0.9 else "loses to random rows")
