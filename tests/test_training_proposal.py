@@ -80,8 +80,9 @@ def test_weights_stay_unbiased_over_seeds():
     ({"proposal_power": 2.0}, ValueError, "needs surrogate="),
     ({"proposal_power": 2.0, "surrogate": U, "design": "stratified"}, ValueError,
      "design='auto' or 'sensitivity'"),
-    ({"proposal_power": 0.0, "surrogate": U}, ValueError, "finite number > 0"),
-    ({"proposal_power": float("inf"), "surrogate": U}, ValueError, "finite number > 0"),
+    ({"proposal_power": 0.0, "surrogate": U}, ValueError, r"proposal_power .* \(0, inf\)"),
+    ({"proposal_power": float("inf"), "surrogate": U}, ValueError,
+     r"proposal_power .* \(0, inf\)"),
     ({"proposal_power": True, "surrogate": U}, TypeError, "proposal_power must be"),
     ({"proposal_power": "4", "surrogate": U}, TypeError, "proposal_power must be"),
 ])
@@ -131,6 +132,11 @@ def test_the_registry_draws_by_the_margin_score_to_the_training_power():
                 proposal_power=None)
     assert "proposal_power" not in est.params
     assert est.all_labelled()[0].shape[0] == 150
+    # the stratified design with probs: the expected cross-entropy, no power (no error)
+    strat_sel = strat(150, X=X, probs=PROBS, oracle=oracle, labelled=labelled, seed=3,
+                      design="stratified")
+    assert strat_sel.params["design"] == "stratified"
+    assert "proposal_power" not in strat_sel.params
 
 
 def test_training_weights_default_and_powers():

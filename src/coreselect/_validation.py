@@ -384,13 +384,8 @@ def check_proposal_power(proposal_power: Any, surrogate, design: str) -> float |
     that follows a per-row proposal ("auto" or "sensitivity")."""
     if proposal_power is None:
         return None
-    if (isinstance(proposal_power, (bool, np.bool_))
-            or not isinstance(proposal_power, numbers.Real)):
-        raise TypeError(f"proposal_power must be None or a real number > 0; got "
-                        f"{type(proposal_power).__name__} {proposal_power!r}.")
-    value = float(proposal_power)
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"proposal_power must be a finite number > 0; got {proposal_power!r}.")
+    value = check_fraction(proposal_power, "proposal_power", low=0.0, high=math.inf,
+                           low_open=True, high_open=True)
     if surrogate is None:
         raise ValueError("proposal_power needs surrogate= (the per-row score it raises to "
                          "that power); got surrogate=None.")

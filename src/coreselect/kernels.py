@@ -99,7 +99,9 @@ class CenterSet:
         if got is None:
             c32 = (self.c64 * scale).astype(np.float32)
             cnorm = np.einsum("ij,ij->i", c32, c32, dtype=np.float32)
-            got = (np.ascontiguousarray(c32.T) * np.float32(-2.0), cnorm)
+            ct2 = np.ascontiguousarray(c32.T)  # a copy: scaled in place
+            ct2 *= np.float32(-2.0)
+            got = (ct2, cnorm)
             self._scaled[scale] = got
         return got
 

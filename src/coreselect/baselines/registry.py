@@ -210,8 +210,9 @@ def _sensitivity(size, X, probs, oracle, labelled, seed, options) -> Selection:
     them labelled already; k is what the fit placed (fewer than n_clusters on a pool with
     fewer distinct rows). With ``probs`` and no ``surrogate=``: a training set, drawn in
     proportion to ``margin_uncertainty(probs) ** TRAINING_PROPOSAL_POWER`` (the measured
-    best, ``docs/which-method.md``); ``proposal_power=None`` instead draws by the
-    calibrated expected cross-entropy (the lowest-variance estimate of the loss)."""
+    best, ``docs/which-method.md``); ``proposal_power=None`` (or ``design="stratified"``)
+    instead uses the calibrated expected cross-entropy (the lowest-variance estimate of the
+    loss)."""
     from .._validation import check_random_state
     from ..oracle import ask_oracle
     from ..sampler import SensitivitySampler
@@ -232,9 +233,9 @@ def _sensitivity(size, X, probs, oracle, labelled, seed, options) -> Selection:
     draw = {k: options.pop(k) for k in _SAMPLE_OPTIONS if k in options}
     ask = {k: options.pop(k) for k in _ORACLE_OPTIONS if k in options}
     if draw.get("surrogate") is None and probs is not None:
-        if "proposal_power" not in draw:
+        if "proposal_power" not in draw and draw.get("design") != "stratified":
             draw["proposal_power"] = TRAINING_PROPOSAL_POWER
-        draw["surrogate"] = (expected_cross_entropy(probs) if draw["proposal_power"] is None
+        draw["surrogate"] = (expected_cross_entropy(probs) if draw.get("proposal_power") is None
                              else margin_uncertainty(probs))
     rng = check_random_state(seed)
     sampler = SensitivitySampler(n_clusters, seed=rng, design=draw.get("design", "auto"),
